@@ -227,7 +227,6 @@ def dequantized_model(params: QuantParams) -> LinearRegression:
     model.coef_ = params.weights().astype(np.float64)
     model.intercept_ = float(params.intercept)
     model.n_features_in_ = config.N_FEATURES
-    model.feature_names_in_ = np.array(config.FEATURE_NAMES, dtype=object)
     return model
 
 

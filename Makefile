@@ -1,0 +1,108 @@
+# California Housing: train -> quantize (8-bit) -> export (3 ONNX models) -> slim runtime image.
+# This file is the map of the pipeline: every artifact is a file target built from its inputs
+# and from the module that makes it, so `make all` re-runs only what changed.
+# `make help` lists the targets.
+
+# ---- Variables (override on the command line: make all BITS=4 ARTIFACTS=/tmp/a) ----------
+PYTHON     ?= python3
+VENV       ?= .venv
+ARTIFACTS  ?= artifacts
+BITS       ?= 8
+IMAGE      ?= housing-runtime:latest
+BASE_IMAGE ?= python:3.11-slim
+WHEELHOUSE ?= wheelhouse
+DOCKER     ?= docker
+# Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k quantize'
+PYTEST_ARGS ?=
+
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+ifeq ($(filter $(BITS),2 3 4 5 6 7 8),)
+$(error BITS=$(BITS) is invalid; use an integer from 2 to 8 (codes are stored as uint8))
+endif
+
+PY := $(VENV)/bin/python
+A  := $(ARTIFACTS)
+# The stages read these from the environment.
+export ARTIFACTS BITS
+
+COMMON := pipeline/__init__.py pipeline/config.py pipeline/errors.py pipeline/artifacts.py pipeline/metrics.py
+ONNX_MODELS := $(A)/model_float.onnx $(A)/model_dequant.onnx $(A)/model_uint8.onnx
+# What `make all` produces; the manifest records the sha256 and size of each.
+PRODUCTS := $(A)/split.npz $(A)/sample.csv $(A)/data.json \
+            $(A)/model.joblib $(A)/train_metrics.json \
+            $(A)/quant_params.joblib $(A)/quant_params.json $(A)/model_dequant.joblib \
+            $(ONNX_MODELS) $(A)/export_report.json
+
+# ---- Shortcuts, named after the steps -----------------------------------------------------
+.PHONY: all      ## Build every artifact: data -> train -> quantize -> export (verified) -> manifest
+all: $(A)/manifest.json
+
+.PHONY: data     ## Load California Housing and split it (test_size=0.2, random_state=42)
+data: $(A)/split.npz
+
+.PHONY: train    ## Fit LinearRegression (test R2 0.5758)
+train: $(A)/model.joblib
+
+.PHONY: quantize ## Quantize the weights to BITS bits (default 8): one scale, one zero point
+quantize: $(A)/quant_params.joblib
+
+.PHONY: export   ## Export float, dequant and uint8 ONNX models, verified at every optimization level
+export: $(ONNX_MODELS)
+
+.PHONY: verify   ## Re-check the ONNX models on disk against their sklearn sources
+verify: $(A)/manifest.json
+	$(PY) -m pipeline.verify
+
+.PHONY: compare  ## Print the size and R2 table of every variant (writes compare.json and compare.md)
+compare: $(A)/manifest.json
+	@$(PY) -m pipeline.compare
+
+.PHONY: predict  ## Predict the bundled sample with the onnxruntime-only runtime on the host
+predict: $(A)/manifest.json
+	$(PY) -m pipeline.runtime --artifacts $(A)
+
+.PHONY: test     ## Run the test suite (unit, integration; container tests when Docker is reachable)
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: clean    ## Remove the artifacts folder
+clean:
+	rm -rf $(A)
+
+.PHONY: help     ## List the targets
+help:
+	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) +## (.*)/  \1\t\2/' | expand -t 14
+
+# ---- Environment --------------------------------------------------------------------------
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# ---- The pipeline's file targets ----------------------------------------------------------
+$(A)/split.npz $(A)/sample.csv $(A)/data.json &: pipeline/data.py $(COMMON) $(VENV)/.installed
+	$(PY) -m pipeline.data
+
+$(A)/model.joblib $(A)/train_metrics.json &: $(A)/split.npz pipeline/train.py pipeline/data.py $(COMMON)
+	$(PY) -m pipeline.train
+
+# One stamp per bit width: a different BITS makes quantize (and what follows) run again.
+$(A)/.bits-$(BITS):
+	@mkdir -p $(A)
+	@rm -f $(A)/.bits-*
+	@touch $@
+
+$(A)/quant_params.joblib $(A)/quant_params.json $(A)/model_dequant.joblib &: $(A)/model.joblib $(A)/split.npz \
+		$(A)/.bits-$(BITS) pipeline/quantize.py pipeline/train.py pipeline/data.py $(COMMON)
+	$(PY) -m pipeline.quantize
+
+$(ONNX_MODELS) $(A)/export_report.json &: $(A)/model.joblib $(A)/quant_params.joblib $(A)/model_dequant.joblib \
+		$(A)/train_metrics.json $(A)/quant_params.json pipeline/export.py pipeline/verify.py pipeline/quantize.py $(COMMON)
+	$(PY) -m pipeline.export
+
+$(A)/manifest.json: $(PRODUCTS) pipeline/manifest.py $(COMMON)
+	$(PY) -m pipeline.manifest $(PRODUCTS)
