@@ -67,7 +67,7 @@ predict: $(A)/manifest.json
 
 .PHONY: test     ## Run the test suite (unit, integration; container tests when Docker is reachable)
 test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -ra --strict-markers $(PYTEST_ARGS)
 
 .PHONY: clean    ## Remove the artifacts folder
 clean:

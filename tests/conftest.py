@@ -73,3 +73,16 @@ def built_copy(built, tmp_path) -> Path:
     dest = tmp_path / "artifacts"
     shutil.copytree(built, dest)
     return dest
+
+
+def _snapshot(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")} if folder.is_dir() else {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def users_artifacts_untouched():
+    """Fail the run if any test wrote into the repo's artifacts/ (the user's)."""
+    folder = REPO / "artifacts"
+    before = _snapshot(folder)
+    yield
+    assert _snapshot(folder) == before, "a test modified the user's artifacts/ folder"
