@@ -10,8 +10,10 @@ ARTIFACTS  ?= artifacts
 BITS       ?= 8
 IMAGE      ?= housing-runtime:latest
 BASE_IMAGE ?= python:3.11-slim
-WHEELHOUSE ?= wheelhouse
+WHEELHOUSE ?= .wheelhouse
 DOCKER     ?= docker
+# The wheelhouse's target: the image's Python and this machine's CPU (x86_64 or aarch64).
+WHEEL_ARCH ?= $(shell uname -m)
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k quantize'
 PYTEST_ARGS ?=
 
@@ -25,6 +27,8 @@ $(error BITS=$(BITS) is invalid; use an integer from 2 to 8 (codes are stored as
 endif
 
 PY := $(VENV)/bin/python
+empty :=
+space := $(empty) $(empty)
 A  := $(ARTIFACTS)
 # The stages read these from the environment.
 export ARTIFACTS BITS
@@ -36,6 +40,14 @@ PRODUCTS := $(A)/split.npz $(A)/sample.csv $(A)/data.json \
             $(A)/model.joblib $(A)/train_metrics.json \
             $(A)/quant_params.joblib $(A)/quant_params.json $(A)/model_dequant.joblib \
             $(ONNX_MODELS) $(A)/export_report.json
+
+# What the runtime image installs: numpy, onnxruntime and onnxruntime's own requirements,
+# at the versions pinned in requirements.txt. manylinux tags, newest first: without them pip
+# silently settles for old wheels.
+RUNTIME_PACKAGES := numpy onnxruntime flatbuffers protobuf packaging
+WHEEL_PLATFORMS  := manylinux_2_28_$(WHEEL_ARCH) manylinux_2_27_$(WHEEL_ARCH) manylinux_2_17_$(WHEEL_ARCH) manylinux2014_$(WHEEL_ARCH)
+# The image ships these artifacts (see Dockerfile).
+IMAGE_ARTIFACTS := $(ONNX_MODELS) $(A)/manifest.json $(A)/sample.csv
 
 # ---- Shortcuts, named after the steps -----------------------------------------------------
 .PHONY: all      ## Build every artifact: data -> train -> quantize -> export (verified) -> manifest
@@ -69,6 +81,23 @@ predict: $(A)/manifest.json
 test: $(VENV)/.installed
 	$(PY) -m pytest -ra --strict-markers $(PYTEST_ARGS)
 
+.PHONY: wheels   ## Download the runtime image's pinned wheels into WHEELHOUSE (the build itself is offline)
+wheels: $(WHEELHOUSE)/runtime-requirements.txt
+
+.PHONY: docker   ## Build the onnxruntime-only image IMAGE from the artifacts, then smoke-test it
+docker: $(IMAGE_ARTIFACTS) $(WHEELHOUSE)/runtime-requirements.txt
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "make docker: no Docker engine reachable (start one, or set DOCKER_HOST)" >&2; exit 1; }
+	@$(DOCKER) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(DOCKER) pull $(BASE_IMAGE) >/dev/null 2>&1 || \
+	  { echo "make docker: base image $(BASE_IMAGE) is not available and cannot be pulled; pass BASE_IMAGE=... (.ci/base-image makes a local Debian one)" >&2; exit 1; }
+	@# A staged context holds exactly what the Dockerfile copies, wherever ARTIFACTS is.
+	ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && \
+	  mkdir -p "$$ctx/pipeline" "$$ctx/artifacts" && \
+	  cp Dockerfile "$$ctx/" && cp -r $(WHEELHOUSE) "$$ctx/.wheelhouse" && \
+	  cp pipeline/*.py "$$ctx/pipeline/" && cp $(IMAGE_ARTIFACTS) "$$ctx/artifacts/" && \
+	  $(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) "$$ctx"
+	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) HOUSING_REQUIRE_DOCKER=1 \
+	  $(PY) -m pytest -ra --strict-markers -m container tests/test_container.py $(PYTEST_ARGS)
+
 .PHONY: clean    ## Remove the artifacts folder
 clean:
 	rm -rf $(A)
@@ -82,6 +111,14 @@ $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
+
+$(WHEELHOUSE)/runtime-requirements.txt: requirements.txt $(VENV)/.installed
+	@mkdir -p $(WHEELHOUSE)
+	grep -E '^($(subst $(space),|,$(RUNTIME_PACKAGES)))==' requirements.txt > $@.tmp
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version 3.11 --implementation cp --abi cp311 \
+	  -d $(WHEELHOUSE) -r $@.tmp
+	mv $@.tmp $@
 
 # ---- The pipeline's file targets ----------------------------------------------------------
 $(A)/split.npz $(A)/sample.csv $(A)/data.json &: pipeline/data.py $(COMMON) $(VENV)/.installed

@@ -11,6 +11,7 @@ import argparse
 import io
 import os
 import pickle
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -42,7 +43,10 @@ def load_dataset() -> tuple[np.ndarray, np.ndarray]:
 
     download = os.environ.get(_DOWNLOAD_ENV, "1") != "0"
     try:
-        bunch = fetch_california_housing(download_if_missing=download)
+        # Its retry warnings would print above our one-line error; the reason is in the error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bunch = fetch_california_housing(download_if_missing=download)
     except (OSError, EOFError, ValueError, zlib.error, pickle.UnpicklingError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(

@@ -26,8 +26,21 @@ def test_download_failure_is_one_clear_line(monkeypatch):
     import sklearn.datasets
 
     def offline(**kwargs):
+        import warnings
+        warnings.warn("Retry downloading from url: https://example.invalid/data")
         raise URLError("[Errno -3] Temporary failure in name resolution")
     monkeypatch.setattr(sklearn.datasets, "fetch_california_housing", offline)
     with pytest.raises(UserError, match="SCIKIT_LEARN_DATA") as info:
         data.load_dataset()
     assert "\n" not in str(info.value) and "name resolution" in str(info.value)
+
+
+def test_download_failure_from_the_command_line_prints_exactly_one_line(tmp_path):
+    """The real loader, really attempting a download to an unreachable address."""
+    out = tmp_path / "art"
+    result = run_module("pipeline.data", env={"SCIKIT_LEARN_DATA": str(tmp_path / "empty"), "ARTIFACTS": str(out),
+                                               # An unroutable proxy makes the download fail fast, online or not.
+                                               "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"})
+    err = result.stderr.decode()
+    assert result.returncode == 2
+    assert err.count("\n") == 1 and "SCIKIT_LEARN_DATA" in err and "Traceback" not in err, err

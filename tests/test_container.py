@@ -1,0 +1,143 @@
+"""Container tests: run the built runtime image for real. They run when a Docker engine is
+reachable and the image exists; `make docker` builds the image and requires them to run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from pipeline import config
+
+pytestmark = pytest.mark.container
+IMAGE = os.environ.get("IMAGE", "housing-runtime:latest")
+BASE_IMAGE = os.environ.get("BASE_IMAGE", "python:3.11-slim")
+# Every run is as locked down as the README recommends.
+RUN = ["docker", "run", "--rm", "-i", "--read-only", "--network", "none"]
+SIZE_GOAL_BYTES = 120 * 1000 * 1000
+
+
+def docker(*args, stdin: bytes | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], input=stdin, capture_output=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def image():
+    required = os.environ.get("HOUSING_REQUIRE_DOCKER") == "1"
+    try:
+        reachable = docker("info", timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        reachable = False
+    reason = None
+    if not reachable:
+        reason = "no Docker engine reachable (start one or set DOCKER_HOST; `make docker` builds and tests the image)"
+    elif docker("image", "inspect", IMAGE).returncode != 0:
+        reason = f"image {IMAGE} not built; run `make docker`"
+    if reason:
+        if required:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return IMAGE
+
+
+def run_image(*args, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*RUN, IMAGE, *args], input=stdin, capture_output=True, timeout=120)
+
+
+def image_file(path: str, tmp_path) -> "os.PathLike":
+    result = subprocess.run([*RUN, "--entrypoint", "cat", IMAGE, path], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    dest = tmp_path / os.path.basename(path)
+    dest.write_bytes(result.stdout)
+    return dest
+
+
+def host_predictions(model_path, X) -> np.ndarray:
+    sess = ort.InferenceSession(str(model_path))  # the host's default session
+    return sess.run(None, {sess.get_inputs()[0].name: np.asarray(X, dtype=np.float32)})[0].reshape(-1)
+
+
+def csv_predictions(stdout: bytes) -> np.ndarray:
+    lines = stdout.decode().split()
+    assert lines[0] == "prediction"
+    return np.array(lines[1:], dtype=np.float32)
+
+
+def test_sample_predictions_equal_host_onnxruntime(tmp_path):
+    result = run_image()
+    assert result.returncode == 0, result.stderr
+    model = image_file("/app/artifacts/model_uint8.onnx", tmp_path)
+    sample = image_file("/app/artifacts/sample.csv", tmp_path)
+    X = np.loadtxt(sample, delimiter=",", skiprows=1, ndmin=2)
+    assert len(X) == config.SAMPLE_ROWS
+    np.testing.assert_array_equal(csv_predictions(result.stdout), host_predictions(model, X))
+
+
+def test_user_csv_through_stdin_any_column_order(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 8)) * [2, 12, 2, 0.4, 1100, 10, 2, 2] + [4, 28, 5, 1, 1400, 3, 35, -120]
+    order = list(reversed(range(8)))
+    header = ",".join(config.FEATURE_NAMES[i] for i in order)
+    body = "\n".join(",".join(repr(float(v)) for v in row[order]) for row in X)
+    result = run_image("--input", "-", stdin=f"{header}\n{body}\n".encode())
+    assert result.returncode == 0, result.stderr
+    model = image_file("/app/artifacts/model_uint8.onnx", tmp_path)
+    np.testing.assert_array_equal(csv_predictions(result.stdout), host_predictions(model, X))
+
+
+def test_float_model_json_output(tmp_path):
+    result = run_image("--model", "float", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["model"] == "float" and len(doc["predictions"]) == config.SAMPLE_ROWS
+
+
+def test_bad_csv_exits_2_with_one_line_and_no_output():
+    bad = (",".join(config.FEATURE_NAMES) + "\n1,2,3,4,5,6,7,abc\n").encode()
+    result = run_image("--input", "-", stdin=bad)
+    err = result.stderr.decode().strip()
+    assert result.returncode == 2 and result.stdout == b""
+    assert len(err.splitlines()) == 1 and "line 2, column 8" in err and "Traceback" not in err
+
+
+def test_no_training_stack_pip_or_build_tools_in_the_image():
+    probe = ("import importlib.util, json; "
+             "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in "
+             "['sklearn', 'scipy', 'joblib', 'skl2onnx', 'onnx', 'pip', 'setuptools', 'numpy', 'onnxruntime']}))")
+    result = subprocess.run([*RUN, "--entrypoint", "python3", IMAGE, "-c", probe], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found.pop("numpy") and found.pop("onnxruntime")
+    assert not any(found.values()), found
+    result = subprocess.run([*RUN, "--entrypoint", "python3", IMAGE, "-c", "import sklearn"],
+                            capture_output=True, timeout=60)
+    assert result.returncode != 0 and b"ModuleNotFoundError" in result.stderr
+    tools = subprocess.run([*RUN, "--entrypoint", "sh", IMAGE, "-c", "command -v pip pip3 gcc cc make || true"],
+                           capture_output=True, timeout=60)
+    assert tools.stdout.strip() == b""
+
+
+def test_image_holds_no_pycache_tests_or_unused_onnxruntime_parts():
+    listing = subprocess.run(
+        [*RUN, "--entrypoint", "sh", IMAGE, "-c",
+         "find /opt/site /app -name __pycache__ -o -name tests -o -name 'libonnxruntime.so*' "
+         "-o -path '*/onnxruntime/transformers' -o -path '*/onnxruntime/quantization' -o -path '*/onnxruntime/tools'"],
+        capture_output=True, timeout=60)
+    assert listing.returncode == 0 and listing.stdout.strip() == b"", listing.stdout.decode()
+
+
+def test_runs_as_non_root():
+    result = subprocess.run([*RUN, "--entrypoint", "id", IMAGE, "-u"], capture_output=True, timeout=60)
+    assert result.returncode == 0 and int(result.stdout) != 0
+
+
+def test_layers_over_the_base_within_the_size_goal():
+    def size(ref):
+        out = docker("image", "inspect", "--format", "{{.Size}}", ref)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout)
+    added = size(IMAGE) - size(BASE_IMAGE)
+    assert added <= SIZE_GOAL_BYTES, f"{added / 1e6:.1f} MB added over {BASE_IMAGE}"
