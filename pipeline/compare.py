@@ -83,7 +83,8 @@ def measure(out: Path) -> list[dict]:
 
 
 def markdown(table: list[dict], bits: int) -> str:
-    lines = [f"| variant ({bits}-bit quantization) | file | file bytes | weight payload bytes | test R² | test RMSE | max \\|pred − float pred\\| |",
+    lines = [f"| variant ({bits}-bit quantization) | file | file bytes | weight payload bytes "
+             "| test R² | test RMSE | max \\|pred − float pred\\| |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in table:
         lines.append(f"| {r['variant']} | `{r['file']}` | {r['file_bytes']} | {r['payload_bytes']} | "

@@ -22,7 +22,6 @@ error becomes a large prediction error. The method:
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass
 
 import joblib

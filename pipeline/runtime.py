@@ -27,7 +27,8 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
+from collections.abc import Callable, Iterator
 
 # Telemetry off before onnxruntime loads: nothing is sent, nothing is written, so the image
 # runs with --read-only --network none.
@@ -62,7 +63,8 @@ class Predictor:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"{path} is not a loadable ONNX model ({first[:200]}); rebuild it with `make all`") from None
+            raise UserError(f"{path} is not a loadable ONNX model ({first[:200]}); "
+                            "rebuild it with `make all`") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         names = json.loads(meta["feature_names"]) if "feature_names" in meta else list(config.FEATURE_NAMES)
         self.feature_names: tuple[str, ...] = tuple(names)
@@ -238,8 +240,8 @@ def read_json_document(stream: IO[str], features: tuple[str, ...], chunk_rows: i
     if isinstance(doc, dict) and set(doc) == {"instances"}:
         doc = doc["instances"]
     if not isinstance(doc, list):
-        raise UserError("expected a JSON list of records or {\"instances\": [...]}, "
-                        f"got {type(doc).__name__}" + (f" with keys {', '.join(list(doc)[:5])}" if isinstance(doc, dict) else ""))
+        keys = f" with keys {', '.join(list(doc)[:5])}" if isinstance(doc, dict) else ""
+        raise UserError(f"expected a JSON list of records or {{\"instances\": [...]}}, got {type(doc).__name__}{keys}")
     if not doc:
         raise UserError("the JSON input has no records; nothing to predict")
     for start in range(0, len(doc), chunk_rows):
@@ -271,7 +273,8 @@ def detect_format(path: str, stream: io.BufferedReader) -> str:
 
 def open_input(path: str) -> io.BufferedReader:
     if path == "-":
-        return sys.stdin.buffer if isinstance(sys.stdin.buffer, io.BufferedReader) else io.BufferedReader(sys.stdin.buffer)
+        stdin = sys.stdin.buffer
+        return stdin if isinstance(stdin, io.BufferedReader) else io.BufferedReader(stdin)
     try:
         return open(path, "rb")
     except FileNotFoundError:
@@ -341,7 +344,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", default="-", metavar="PATH",
                         help="write here, atomically (default: stdout)")
     parser.add_argument("--artifacts", type=Path, default=None, metavar="DIR",
-                        help="folder with the models, manifest.json and sample.csv (default: $ARTIFACTS or ./artifacts)")
+                        help="folder with the models, manifest.json and sample.csv "
+                             "(default: $ARTIFACTS or ./artifacts)")
     parser.add_argument("--no-verify-manifest", action="store_true",
                         help="skip checking the model's sha256 against manifest.json")
     parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help=argparse.SUPPRESS)

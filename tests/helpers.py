@@ -59,7 +59,7 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
 
 
 def records(X: np.ndarray) -> list[dict]:
-    return [dict(zip(config.FEATURE_NAMES, map(float, row))) for row in X]
+    return [dict(zip(config.FEATURE_NAMES, map(float, row), strict=True)) for row in X]
 
 
 def dumps_lines(recs: list[dict]) -> str:

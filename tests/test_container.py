@@ -47,7 +47,7 @@ def run_image(*args, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*RUN, IMAGE, *args], input=stdin, capture_output=True, timeout=120)
 
 
-def image_file(path: str, tmp_path) -> "os.PathLike":
+def image_file(path: str, tmp_path) -> os.PathLike:
     result = subprocess.run([*RUN, "--entrypoint", "cat", IMAGE, path], capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr
     dest = tmp_path / os.path.basename(path)

@@ -27,7 +27,7 @@ def test_download_failure_is_one_clear_line(monkeypatch):
 
     def offline(**kwargs):
         import warnings
-        warnings.warn("Retry downloading from url: https://example.invalid/data")
+        warnings.warn("Retry downloading from url: https://example.invalid/data", stacklevel=1)
         raise URLError("[Errno -3] Temporary failure in name resolution")
     monkeypatch.setattr(sklearn.datasets, "fetch_california_housing", offline)
     with pytest.raises(UserError, match="SCIKIT_LEARN_DATA") as info:

@@ -82,8 +82,9 @@ def matmul_dequant_model(params) -> onnx.ModelProto:
     nodes = [helper.make_node("DequantizeLinear", ["q", "s", "z"], ["w"]),
              helper.make_node("MatMul", [config.INPUT_NAME, "w"], ["xw"]),
              helper.make_node("Add", ["xw", "b"], [config.OUTPUT_NAME])]
-    graph = helper.make_graph(nodes, "matmul", [helper.make_tensor_value_info(config.INPUT_NAME, TensorProto.FLOAT, [None, 8])],
-                              [helper.make_tensor_value_info(config.OUTPUT_NAME, TensorProto.FLOAT, [None, 1])], inits)
+    inputs = [helper.make_tensor_value_info(config.INPUT_NAME, TensorProto.FLOAT, [None, 8])]
+    outputs = [helper.make_tensor_value_info(config.OUTPUT_NAME, TensorProto.FLOAT, [None, 1])]
+    graph = helper.make_graph(nodes, "matmul", inputs, outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", config.ONNX_OPSET)],
                              ir_version=config.ONNX_IR_VERSION)
 

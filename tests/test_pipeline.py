@@ -122,7 +122,8 @@ def test_compare_table_from_the_artifacts(built_copy):
     assert result.returncode == 0, result.stderr
     table = json.loads((built_copy / "compare.json").read_text())["rows"]
     by_name = {r["variant"]: r for r in table}
-    assert list(by_name) == ["sklearn float (joblib)", "quantized params (joblib)", "ONNX float", "ONNX dequant", "ONNX uint8"]
+    assert list(by_name) == ["sklearn float (joblib)", "quantized params (joblib)",
+                             "ONNX float", "ONNX dequant", "ONNX uint8"]
     assert by_name["sklearn float (joblib)"]["test_r2"] == pytest.approx(0.5758, abs=5e-5)
     assert abs(by_name["ONNX uint8"]["test_r2"] - by_name["ONNX float"]["test_r2"]) <= 1e-3
     assert by_name["ONNX uint8"]["payload_bytes"] == 8 + 4 + 1 + 4
