@@ -107,6 +107,23 @@ docker: $(IMAGE_ARTIFACTS) $(WHEELHOUSE)/runtime-requirements.txt
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) HOUSING_REQUIRE_DOCKER=1 \
 	  $(PY) -m pytest -ra --strict-markers -m container tests/test_container.py $(PYTEST_ARGS)
 
+.PHONY: bench    ## Benchmark the runtime: 1M vs 10M CSV rows, time and peak memory side by side
+bench: $(A)/manifest.json
+	$(PY) -m pipeline.benchmark runtime
+
+BASELINE_IMAGE ?= housing-sklearn-baseline:latest
+.PHONY: bench-image ## Compare the image with one built the same way with scikit-learn: size, time to first prediction
+bench-image: docker $(A)/model.joblib
+	grep -E '^(numpy|scipy|scikit-learn|joblib|threadpoolctl|narwhals|cloudpickle)==' requirements.txt > $(WHEELHOUSE)/sklearn-requirements.txt
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version 3.11 --implementation cp --abi cp311 \
+	  -d $(WHEELHOUSE) -r $(WHEELHOUSE)/sklearn-requirements.txt
+	ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && mkdir -p "$$ctx/artifacts" && \
+	  cp -r $(WHEELHOUSE) "$$ctx/.wheelhouse" && cp $(A)/model.joblib $(A)/sample.csv "$$ctx/artifacts/" && \
+	  $(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(BASELINE_IMAGE) \
+	    -f .ci/sklearn-baseline.Dockerfile "$$ctx"
+	$(PY) -m pipeline.benchmark image $(IMAGE) $(BASELINE_IMAGE) $(BASE_IMAGE)
+
 .PHONY: clean    ## Remove the artifacts folder
 clean:
 	rm -rf $(A)

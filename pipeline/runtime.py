@@ -375,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
                 spool.seek(0)
                 shutil.copyfileobj(spool, sys.stdout)
                 sys.stdout.flush()
+        elif Path(args.output).exists() and not Path(args.output).is_file():
+            # A device or pipe (/dev/null, a FIFO): nothing to rename, write straight to it.
+            with open(args.output, "w", encoding="utf-8") as out:
+                predict_stream(predictor, chunks, out, args.format)
         else:
             with artifacts.atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8") as out:
                 predict_stream(predictor, chunks, out, args.format)

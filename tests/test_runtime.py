@@ -219,3 +219,9 @@ def test_runtime_never_loads_a_pickle():
         source = inspect.getsource(module)
         for call in ("pickle.load", "import joblib", "joblib.load", "np.load(", "allow_pickle=True"):
             assert call not in source, (module.__name__, call)
+
+
+def test_output_to_a_device_is_written_directly(art):
+    # /dev/null cannot take a temporary sibling file; devices and pipes are written in place.
+    result = predict(art, "--output", "/dev/null")
+    assert result.returncode == 0 and result.stdout == b"" and result.stderr == b""
