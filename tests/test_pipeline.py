@@ -148,3 +148,17 @@ def test_manifest_lists_every_artifact_with_its_hash(built):
     for name, entry in entries.items():
         assert entry["sha256"] == artifacts.sha256_file(built / name)
         assert entry["size"] == (built / name).stat().st_size
+
+
+def test_the_matmul_form_would_be_ruined_by_the_default_optimizer(built, split):
+    """Why model_uint8.onnx uses Mul + ReduceSum: the same weights behind DequantizeLinear ->
+    MatMul, in a default session, get fused into MatMulNBits and lose the model. If a future
+    onnxruntime stops doing this, this test says so."""
+    from test_export import matmul_dequant_model
+    stored = joblib.load(built / quantize.PARAMS_JOBLIB)
+    params = quantize.QuantParams(np.asarray(stored["codes"], dtype=np.uint8), np.float32(stored["scale"]),
+                                  np.uint8(stored["zero_point"]), np.float32(stored["intercept"]), stored["bits"])
+    session = ort.InferenceSession(matmul_dequant_model(params).SerializeToString())
+    r2 = regression_metrics(split.y_test, verify.run_session(session, split.X_test))["r2"]
+    print(f"\nDequantizeLinear -> MatMul in a default onnxruntime {ort.__version__} session: test R2 {r2:.2f}")
+    assert r2 < 0
