@@ -40,6 +40,9 @@ TOL_DEQUANT_VS_SKLEARN = 1e-4
 TOL_UINT8_VS_DEQUANT = 5e-5
 
 MODEL_VARIANTS = ("uint8", "dequant", "float")  # runtime's --model choices, default first
+ONNX_NAMES = {"float": "model_float.onnx", "dequant": "model_dequant.onnx", "uint8": "model_uint8.onnx"}
+# The runtime's bundled sample: the first SAMPLE_ROWS test rows, written by the data stage.
+SAMPLE_NAME = "sample.csv"
 
 
 def artifacts_dir() -> Path:

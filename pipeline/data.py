@@ -23,7 +23,7 @@ from pipeline import artifacts, config
 from pipeline.errors import UserError, run_cli
 
 SPLIT_NAME = "split.npz"
-SAMPLE_NAME = "sample.csv"
+SAMPLE_NAME = config.SAMPLE_NAME
 REPORT_NAME = "data.json"
 # HOUSING_DOWNLOAD=0 forbids the download, so a missing cache fails at once (tests use it).
 _DOWNLOAD_ENV = "HOUSING_DOWNLOAD"

@@ -28,7 +28,7 @@ from sklearn.linear_model import LinearRegression
 from pipeline import artifacts, config, data, quantize, train, verify
 from pipeline.errors import run_cli
 
-ONNX_NAMES = {"float": "model_float.onnx", "dequant": "model_dequant.onnx", "uint8": "model_uint8.onnx"}
+ONNX_NAMES = config.ONNX_NAMES
 REPORT_NAME = "export_report.json"
 
 

@@ -41,8 +41,6 @@ from pipeline import artifacts, config, manifest  # noqa: E402  (standard librar
 from pipeline.errors import UserError, run_cli  # noqa: E402
 
 PROG = "pipeline.runtime"
-MODEL_FILES = {"uint8": "model_uint8.onnx", "dequant": "model_dequant.onnx", "float": "model_float.onnx"}
-SAMPLE_NAME = "sample.csv"
 CHUNK_ROWS = 65536
 # Output kept in memory up to this size before it spills to $TMPDIR; only stdout needs it,
 # because stdout cannot be taken back once written.
@@ -78,7 +76,7 @@ class Predictor:
 
 
 def model_path(artifacts_dir: Path, variant: str) -> Path:
-    path = artifacts_dir / MODEL_FILES[variant]
+    path = artifacts_dir / config.ONNX_NAMES[variant]
     if not path.is_file():
         raise UserError(f"model file {path} not found; run `make all`, or pass --artifacts DIR")
     return path
@@ -147,6 +145,7 @@ def parse_csv_chunk(lines: list[str], n_cols: int, first_line_no: int) -> np.nda
         raise  # a parse error the rescan did not reproduce is a bug: keep the traceback
     if arr.shape[1] != n_cols:
         locate_csv_error(lines, n_cols, first_line_no)
+        raise UserError(f"rows have {arr.shape[1]} fields, expected {n_cols} (one per header column)")
     return arr
 
 
@@ -362,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_verify_manifest:
         manifest.check_file(art / artifacts.MANIFEST_NAME, path)
     predictor = Predictor(path)
-    input_path = args.input if args.input is not None else str(art / SAMPLE_NAME)
+    input_path = args.input if args.input is not None else str(art / config.SAMPLE_NAME)
     raw = open_input(input_path)
     fmt = args.input_format if args.input_format != "auto" else detect_format(input_path, raw)
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
