@@ -105,13 +105,14 @@ def column_order(header: list[str], features: tuple[str, ...]) -> list[int]:
 
 def read_csv(stream: IO[str], features: tuple[str, ...], chunk_rows: int) -> Iterator[np.ndarray]:
     header_line = stream.readline()
+    line_no = 1  # lines consumed so far, the header's included
     while header_line and not header_line.strip():
         header_line = stream.readline()
+        line_no += 1
     if not header_line:
         raise UserError("input is empty; expected a CSV header naming the 8 features, then rows")
     header = next(csv.reader([header_line]))
     order = column_order(header, features)
-    line_no = 1  # lines consumed so far (header = line 1); blank lines before it are not counted
     rows_seen = 0
     while True:
         lines = list(itertools.islice(stream, chunk_rows))
@@ -140,9 +141,10 @@ def parse_csv_chunk(lines: list[str], n_cols: int, first_line_no: int) -> np.nda
     try:
         arr = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64, ndmin=2,
                          comments=None, quotechar='"')
-    except ValueError:
+    except ValueError as err:
         locate_csv_error(lines, n_cols, first_line_no)
-        raise  # a parse error the rescan did not reproduce is a bug: keep the traceback
+        # numpy is stricter than float() (it refuses '1_000', for one): report its own words.
+        raise UserError(f"lines {first_line_no + 1}-{first_line_no + len(lines)}: {err}") from None
     if arr.shape[1] != n_cols:
         locate_csv_error(lines, n_cols, first_line_no)
         raise UserError(f"rows have {arr.shape[1]} fields, expected {n_cols} (one per header column)")
@@ -158,10 +160,19 @@ def locate_csv_error(lines: list[str], n_cols: int, first_line_no: int) -> None:
         if len(fields) != n_cols:
             raise UserError(f"line {line_no} has {len(fields)} fields, expected {n_cols} (ragged row)")
         for col, value in enumerate(fields, start=1):
-            try:
-                float(value)
-            except ValueError:
-                raise UserError(f"line {line_no}, column {col}: {value.strip()[:40]!r} is not a number") from None
+            if not parses_as_number(value):
+                raise UserError(f"line {line_no}, column {col}: {value.strip()[:40]!r} is not a number")
+
+
+def parses_as_number(value: str) -> bool:
+    """What the fast path's parser accepts (stricter than float(): no '1_000', no '')."""
+    if not value.strip():
+        return False
+    try:
+        np.loadtxt([value], dtype=np.float64, comments=None)
+    except ValueError:
+        return False
+    return True
 
 
 def first_non_finite(chunk: np.ndarray) -> tuple[int, int] | None:

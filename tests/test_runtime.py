@@ -110,6 +110,8 @@ HEADER = ",".join(FEATURES)
     (f"{HEADER}\n{GOOD_ROW}\n1.5,20,5.1,1.0,1400,inf,35.1,-119.5\n", "line 3, column 'AveOccup'.*not a finite"),
     (f"{HEADER}\n{GOOD_ROW}\n\n1.5,20,5.1,1.0,1400,2.9,35.1,-inf\n", "line 4, column 'Longitude'.*not a finite"),
     (f"{HEADER}\n{GOOD_ROW}\n1.5,20,5.1,1.0,1400,2.9,35.1\n", "line 3 has 7 fields, expected 8"),
+    (f"\n\n{HEADER}\n{GOOD_ROW}\n1_000,20,5.1,1.0,1400,2.9,35.1,-119.5\n", "line 5, column 1: '1_000' is not a number"),
+    (f"{HEADER}\r\n{GOOD_ROW}\r\n1.5,20,5.1,1.0,1400,2.9,35.1,x\r\n", "line 3, column 8: 'x' is not a number"),
     (f"{HEADER}\n{GOOD_ROW}\n{GOOD_ROW},9\n", "line 3 has 9 fields, expected 8"),
     (HEADER.replace(",Longitude", "") + "\n1,2,3,4,5,6,7\n", "missing column Longitude"),
     (HEADER + ",Extra\n" + GOOD_ROW + ",1\n", "unknown column 'Extra' \\(column 9\\)"),
