@@ -51,6 +51,10 @@ RUNTIME_PACKAGES := numpy onnxruntime flatbuffers protobuf packaging
 WHEEL_PLATFORMS  := manylinux_2_28_$(WHEEL_ARCH) manylinux_2_27_$(WHEEL_ARCH) manylinux_2_17_$(WHEEL_ARCH) manylinux2014_$(WHEEL_ARCH)
 # The image ships these artifacts (see Dockerfile).
 IMAGE_ARTIFACTS := $(ONNX_MODELS) $(A)/manifest.json $(A)/sample.csv
+# Download pinned wheels for the image's platform: $(call DOWNLOAD_WHEELS,requirements-file)
+DOWNLOAD_WHEELS = $(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version 3.11 --implementation cp --abi cp311 \
+  -d $(WHEELHOUSE) -r $(1)
 
 # ---- Shortcuts, named after the steps -----------------------------------------------------
 .PHONY: all      ## Build every artifact: data -> train -> quantize -> export (verified) -> manifest
@@ -115,9 +119,7 @@ BASELINE_IMAGE ?= housing-sklearn-baseline:latest
 .PHONY: bench-image ## Compare the image with one built the same way with scikit-learn: size, time to first prediction
 bench-image: docker $(A)/model.joblib
 	grep -E '^(numpy|scipy|scikit-learn|joblib|threadpoolctl|narwhals|cloudpickle)==' requirements.txt > $(WHEELHOUSE)/sklearn-requirements.txt
-	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version 3.11 --implementation cp --abi cp311 \
-	  -d $(WHEELHOUSE) -r $(WHEELHOUSE)/sklearn-requirements.txt
+	$(call DOWNLOAD_WHEELS,$(WHEELHOUSE)/sklearn-requirements.txt)
 	ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && mkdir -p "$$ctx/artifacts" && \
 	  cp -r $(WHEELHOUSE) "$$ctx/.wheelhouse" && cp $(A)/model.joblib $(A)/sample.csv "$$ctx/artifacts/" && \
 	  $(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(BASELINE_IMAGE) \
@@ -145,9 +147,7 @@ $(VENV)/.lint-installed: $(VENV)/.installed Makefile
 $(WHEELHOUSE)/runtime-requirements.txt: requirements.txt $(VENV)/.installed
 	@mkdir -p $(WHEELHOUSE)
 	grep -E '^($(subst $(space),|,$(RUNTIME_PACKAGES)))==' requirements.txt > $@.tmp
-	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version 3.11 --implementation cp --abi cp311 \
-	  -d $(WHEELHOUSE) -r $@.tmp
+	$(call DOWNLOAD_WHEELS,$@.tmp)
 	mv $@.tmp $@
 
 # ---- The pipeline's file targets ----------------------------------------------------------

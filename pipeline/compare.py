@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from pipeline import artifacts, config, data, export, quantize, train, verify
+from pipeline import artifacts, config, data, quantize, train, verify
 from pipeline.errors import UserError, run_cli
 from pipeline.metrics import regression_metrics
 
@@ -29,8 +29,8 @@ def onnx_payload_bytes(path: Path) -> int:
     """Bytes of weight data in an ONNX file: initializers and float-list attributes
     (skl2onnx's LinearRegressor keeps its coefficients and intercept as attributes)."""
     model = onnx.load(str(path))
-    total = sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer
-                if numpy_helper.to_array(t).dtype in _PAYLOAD_DTYPES)
+    arrays = [numpy_helper.to_array(t) for t in model.graph.initializer]
+    total = sum(a.nbytes for a in arrays if a.dtype in _PAYLOAD_DTYPES)
     for node in model.graph.node:
         for attr in node.attribute:
             total += 4 * len(attr.floats)  # ONNX float attributes are float32
@@ -44,11 +44,9 @@ def sklearn_row(path: Path, X: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def quant_params_row(path: Path, X: np.ndarray) -> tuple[np.ndarray, int]:
-    stored = joblib.load(path)
-    codes = np.asarray(stored["codes"], dtype=np.uint8)
-    weights = quantize.dequantize(codes, np.float32(stored["scale"]), np.uint8(stored["zero_point"]))
-    pred = X @ weights.astype(np.float64) + float(np.float32(stored["intercept"]))
-    return pred, codes.nbytes + 4 + 1 + 4  # codes, float32 scale, uint8 zero point, float32 intercept
+    params = quantize.load_params(path)
+    # codes, float32 scale, uint8 zero point, float32 intercept
+    return quantize.predict(params, X), params.codes.nbytes + 4 + 1 + 4
 
 
 def onnx_row(path: Path, X: np.ndarray) -> tuple[np.ndarray, int]:
@@ -62,9 +60,9 @@ def measure(out: Path) -> list[dict]:
     rows = [
         ("sklearn float (joblib)", out / train.MODEL_NAME, sklearn_row),
         ("quantized params (joblib)", out / quantize.PARAMS_JOBLIB, quant_params_row),
-        ("ONNX float", out / export.ONNX_NAMES["float"], onnx_row),
-        ("ONNX dequant", out / export.ONNX_NAMES["dequant"], onnx_row),
-        ("ONNX uint8", out / export.ONNX_NAMES["uint8"], onnx_row),
+        ("ONNX float", out / config.ONNX_NAMES["float"], onnx_row),
+        ("ONNX dequant", out / config.ONNX_NAMES["dequant"], onnx_row),
+        ("ONNX uint8", out / config.ONNX_NAMES["uint8"], onnx_row),
     ]
     missing = [str(p) for _, p, _ in rows if not p.exists()]
     if missing:

@@ -23,7 +23,6 @@ from pipeline import artifacts, config
 from pipeline.errors import UserError, run_cli
 
 SPLIT_NAME = "split.npz"
-SAMPLE_NAME = config.SAMPLE_NAME
 REPORT_NAME = "data.json"
 # HOUSING_DOWNLOAD=0 forbids the download, so a missing cache fails at once (tests use it).
 _DOWNLOAD_ENV = "HOUSING_DOWNLOAD"
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     X, y = load_dataset()
     split = split_dataset(X, y)
     save_split(out / SPLIT_NAME, split)
-    artifacts.write_text(out / SAMPLE_NAME, sample_csv(split.X_test[: config.SAMPLE_ROWS]))
+    artifacts.write_text(out / config.SAMPLE_NAME, sample_csv(split.X_test[: config.SAMPLE_ROWS]))
     artifacts.write_json(out / REPORT_NAME, {
         "rows": int(X.shape[0]),
         "features": list(config.FEATURE_NAMES),

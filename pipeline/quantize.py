@@ -229,6 +229,14 @@ def dequantized_model(params: QuantParams) -> LinearRegression:
     return model
 
 
+def load_params(path) -> QuantParams:
+    """The parameters quantize stored in its joblib file, with their exact dtypes."""
+    stored = joblib.load(path)
+    return QuantParams(codes=np.asarray(stored["codes"], dtype=np.uint8), scale=np.float32(stored["scale"]),
+                       zero_point=np.uint8(stored["zero_point"]), intercept=np.float32(stored["intercept"]),
+                       bits=int(stored["bits"]))
+
+
 def params_dict(params: QuantParams) -> dict:
     """Everything that is stored, as plain numbers: what the uint8 ONNX model holds."""
     return {

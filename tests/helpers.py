@@ -44,11 +44,11 @@ def write_synthetic_artifacts(out: Path, seed: int = 0) -> Path:
     }
     for variant, model in models.items():
         export.add_metadata(model, variant, 8, {"r2": 0.0}, {})
-        artifacts.write_bytes(out / export.ONNX_NAMES[variant], model.SerializeToString())
+        artifacts.write_bytes(out / config.ONNX_NAMES[variant], model.SerializeToString())
     X = california_like_rows(5, seed)
     lines = [",".join(config.FEATURE_NAMES)] + [",".join(repr(float(v)) for v in row) for row in X]
     (out / "sample.csv").write_text("\n".join(lines) + "\n")
-    files = [out / n for n in export.ONNX_NAMES.values()] + [out / "sample.csv"]
+    files = [out / n for n in config.ONNX_NAMES.values()] + [out / "sample.csv"]
     artifacts.write_json(out / artifacts.MANIFEST_NAME, manifest.build(files))
     return out
 

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from conftest import make, run_module
-from pipeline import data, export, quantize, train, verify
+from pipeline import config, data, quantize, train, verify
 from pipeline.metrics import regression_metrics
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ def test_onnx_equivalences_at_every_level(built, split, label, level):
     dequant_sk = joblib.load(built / quantize.DEQUANT_MODEL_NAME)
 
     def run(variant):
-        return verify.run_session(verify.make_session(built / export.ONNX_NAMES[variant], level), X)
+        return verify.run_session(verify.make_session(built / config.ONNX_NAMES[variant], level), X)
 
     assert np.max(np.abs(run("float") - float_sk.predict(X.astype(np.float64)))) <= 1e-4
     assert np.max(np.abs(run("dequant") - dequant_sk.predict(X.astype(np.float64)))) <= 1e-4
@@ -155,9 +155,7 @@ def test_the_matmul_form_would_be_ruined_by_the_default_optimizer(built, split):
     MatMul, in a default session, get fused into MatMulNBits and lose the model. If a future
     onnxruntime stops doing this, this test says so."""
     from test_export import matmul_dequant_model
-    stored = joblib.load(built / quantize.PARAMS_JOBLIB)
-    params = quantize.QuantParams(np.asarray(stored["codes"], dtype=np.uint8), np.float32(stored["scale"]),
-                                  np.uint8(stored["zero_point"]), np.float32(stored["intercept"]), stored["bits"])
+    params = quantize.load_params(built / quantize.PARAMS_JOBLIB)
     session = ort.InferenceSession(matmul_dequant_model(params).SerializeToString())
     r2 = regression_metrics(split.y_test, verify.run_session(session, split.X_test))["r2"]
     print(f"\nDequantizeLinear -> MatMul in a default onnxruntime {ort.__version__} session: test R2 {r2:.2f}")

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO, run_module
 from helpers import california_like_rows, dumps_lines, records, write_csv, write_synthetic_artifacts
-from pipeline import config, export
+from pipeline import config
 
 FEATURES = list(config.FEATURE_NAMES)
 
@@ -42,7 +42,7 @@ def test_predictions_equal_a_default_onnxruntime_session(art, tmp_path, variant)
     src = write_csv(tmp_path / "in.csv", FEATURES, X.tolist())
     result = predict(art, "--model", variant, "--input", str(src))
     assert result.returncode == 0, result.stderr
-    expected = default_session_predictions(art / export.ONNX_NAMES[variant], X)
+    expected = default_session_predictions(art / config.ONNX_NAMES[variant], X)
     np.testing.assert_array_equal(parse_csv_output(result.stdout), expected)  # shortest repr round-trips
 
 
