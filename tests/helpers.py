@@ -1,18 +1,61 @@
-"""Synthetic artifacts for unit tests: ONNX models from random weights, no dataset needed."""
+"""What several test modules share: running stages and make as a user would, synthetic
+artifacts and problems (no dataset needed), and reference implementations to test against."""
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 from sklearn.linear_model import LinearRegression
 
-from pipeline import artifacts, config, export, manifest, quantize
+from pipeline import artifacts, config, export, manifest, onnx_spec
+from pipeline.qparams import QuantParams
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "scikit_learn_data"
+DATASET_FILE = "cal_housing_py3.pkz"
 
 
-def random_params(seed: int = 0, bits: int = 8) -> quantize.QuantParams:
+# ---- Running the product as a user would ----------------------------------------------------
+
+def dataset_available() -> bool:
+    from sklearn.datasets import get_data_home
+    return (Path(get_data_home()) / DATASET_FILE).is_file()
+
+
+def run_module(module: str, *args: str, env: dict | None = None, cwd: Path = REPO,
+               stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m module` as a user would; returns the completed process (bytes)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
+                          input=stdin, capture_output=True, timeout=300)
+
+
+def make(*args: str, artifacts: Path, env: dict | None = None, py: str = sys.executable) -> subprocess.CompletedProcess:
+    """Run make in the repo with ARTIFACTS pointing at a temporary folder."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("BITS", None)
+    full_env.pop("MAKEFLAGS", None)
+    return subprocess.run(["make", "--no-print-directory", f"ARTIFACTS={artifacts}", f"PY={py}", *args],
+                          cwd=REPO, env=full_env, capture_output=True, text=True, timeout=600)
+
+
+def stage_commands(make_output: str) -> set[str]:
+    """The pipeline modules a `make -n` would run."""
+    return {word for line in make_output.splitlines() for word in line.split() if word.startswith("pipeline.")}
+
+
+# ---- Synthetic artifacts -------------------------------------------------------------------
+
+def random_params(seed: int = 0, bits: int = 8) -> QuantParams:
     rng = np.random.default_rng(seed)
-    return quantize.QuantParams(codes=rng.integers(0, 2 ** bits, size=8).astype(np.uint8),
+    return QuantParams(codes=rng.integers(0, 2 ** bits, size=8).astype(np.uint8),
                                 scale=np.float32(rng.uniform(1e-3, 1e-2)),
                                 zero_point=np.uint8(rng.integers(0, 2 ** bits)),
                                 intercept=np.float32(rng.normal() * 10), bits=bits)
@@ -49,7 +92,7 @@ def write_synthetic_artifacts(out: Path, seed: int = 0) -> Path:
     lines = [",".join(config.FEATURE_NAMES)] + [",".join(repr(float(v)) for v in row) for row in X]
     (out / "sample.csv").write_text("\n".join(lines) + "\n")
     files = [out / n for n in config.ONNX_NAMES.values()] + [out / "sample.csv"]
-    artifacts.write_json(out / artifacts.MANIFEST_NAME, manifest.build(files))
+    artifacts.write_json(out / config.MANIFEST_NAME, manifest.build(files))
     return out
 
 
@@ -64,3 +107,73 @@ def records(X: np.ndarray) -> list[dict]:
 
 def dumps_lines(recs: list[dict]) -> str:
     return "".join(json.dumps(r) + "\n" for r in recs)
+
+
+def matmul_dequant_model(params: QuantParams) -> onnx.ModelProto:
+    """The obvious graph, DequantizeLinear -> MatMul, which onnxruntime's default optimizer
+    fuses into MatMulNBits (quantizing the input too). Kept to prove verify catches it."""
+    inits = [numpy_helper.from_array(params.codes.reshape(8, 1), "q"),
+             numpy_helper.from_array(np.array(params.scale, np.float32), "s"),
+             numpy_helper.from_array(np.array(params.zero_point, np.uint8), "z"),
+             numpy_helper.from_array(np.array([params.intercept], np.float32), "b")]
+    nodes = [helper.make_node("DequantizeLinear", ["q", "s", "z"], ["w"]),
+             helper.make_node("MatMul", [onnx_spec.INPUT_NAME, "w"], ["xw"]),
+             helper.make_node("Add", ["xw", "b"], [onnx_spec.OUTPUT_NAME])]
+    inputs = [helper.make_tensor_value_info(onnx_spec.INPUT_NAME, TensorProto.FLOAT, [None, 8])]
+    outputs = [helper.make_tensor_value_info(onnx_spec.OUTPUT_NAME, TensorProto.FLOAT, [None, 1])]
+    graph = helper.make_graph(nodes, "matmul", inputs, outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_spec.ONNX_OPSET)],
+                             ir_version=onnx_spec.ONNX_IR_VERSION)
+
+
+# ---- Synthetic quantization problems and brute-force references -----------------------------
+
+def synthetic_regression(seed: int = 0, n: int = 4000):
+    """Features with California-like scales (one huge, two collinear), and a noisy linear target."""
+    rng = np.random.default_rng(seed)
+    scales = np.array([2, 12, 2, 0.4, 1100, 10, 2, 2])
+    means = np.array([4, 28, 5, 1, 1400, 3, 35, -120])
+    X = rng.normal(size=(n, 8)) * scales + means
+    X[:, 7] = -X[:, 6] * 0.9 + rng.normal(size=n) * 0.8 - 88  # Longitude tracks Latitude
+    w = np.array([0.45, 0.01, -0.12, 0.78, -2e-6, -0.0035, -0.42, -0.43])
+    y = X @ w - 37 + rng.normal(size=n) * 0.7
+    model = LinearRegression().fit(X, y)
+    return X, y, model
+
+
+def random_regression(seed: int, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """(coef, cov) of a least-squares fit shaped like California Housing, but random: its
+    feature scales and means each jittered by up to 3x, a Latitude/Longitude-like pair whose
+    collinearity is random, random weights of matching sizes, and noise."""
+    rng = np.random.default_rng(seed)
+    scales = np.array([2, 12, 2, 0.4, 1100, 10, 2, 2]) * np.exp(rng.uniform(-1.1, 1.1, 8))
+    means = np.array([4, 28, 5, 1, 1400, 3, 35, -120]) * np.exp(rng.uniform(-1.1, 1.1, 8))
+    X = rng.normal(size=(n, 8)) * scales + means
+    X[:, 7] = -X[:, 6] * rng.uniform(0.5, 1.0) + rng.normal(size=n) * rng.uniform(0.2, 1.5) + means[7]
+    w = np.array([0.45, 0.01, -0.12, 0.78, -2e-6, -0.0035, -0.42, -0.43]) * rng.normal(1.0, 0.5, 8)
+    y = X @ w + rng.normal(size=n) * 0.7
+    model = LinearRegression().fit(X, y)
+    return model.coef_, np.cov(X, rowvar=False, bias=True)
+
+
+def ill_conditioned_problem(seed: int, n: int = 8, condition: float = 1e7) -> tuple[np.ndarray, np.ndarray]:
+    """(coef, cov): a random covariance with the given condition number (the real data's is
+    about 5e7) and random weights of mixed sign and magnitude."""
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    eigenvalues = np.geomspace(1.0, 1.0 / condition, n) * rng.uniform(0.5, 2.0)
+    cov = (basis * eigenvalues) @ basis.T
+    cov = (cov + cov.T) / 2
+    coef = rng.normal(size=n) * rng.choice([1e-3, 1e-1, 1.0], size=n)
+    return coef, cov
+
+
+def brute_force_codes(gram: np.ndarray, target: np.ndarray, qmax: int) -> tuple[np.ndarray, float]:
+    """min over every q in [0, qmax]^n of (q - target)^T gram (q - target), by enumeration."""
+    best, best_cost = None, np.inf
+    for q in itertools.product(range(qmax + 1), repeat=target.size):
+        d = np.array(q) - target
+        cost = d @ gram @ d
+        if cost < best_cost:
+            best, best_cost = np.array(q), cost
+    return best, float(best_cost)

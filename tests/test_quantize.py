@@ -1,101 +1,57 @@
-"""Unit tests of the quantizer on synthetic data: no dataset, no network."""
+"""The quantize stage on synthetic data: what it stores, how it is read back, its intercept,
+and its user-facing errors. No dataset, no network. (The search itself: test_quantizer.py.)"""
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import pytest
 
-from pipeline import config, quantize
+from helpers import make, run_module, synthetic_regression
+from pipeline import config, quantize, quantizer
 from pipeline.errors import UserError
-
-
-def brute_force_codes(gram, target, qmax):
-    best, best_cost = None, np.inf
-    for q in itertools.product(range(qmax + 1), repeat=target.size):
-        d = np.array(q) - target
-        cost = d @ gram @ d
-        if cost < best_cost:
-            best, best_cost = np.array(q), cost
-    return best, best_cost
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_closest_codes_is_the_exact_integer_least_squares_optimum(seed):
-    rng = np.random.default_rng(seed)
-    n, qmax = 4, 7
-    A = rng.normal(size=(6, n)) @ np.diag(rng.uniform(0.1, 5, n))
-    gram = A.T @ A
-    target = rng.uniform(-2, qmax + 2, n)  # some coordinates outside the box: clipping matters
-    got = quantize.closest_codes(gram, target, qmax).astype(float)
-    _, best_cost = brute_force_codes(gram, target, qmax)
-    d = got - target
-    assert d @ gram @ d == pytest.approx(best_cost, rel=1e-9, abs=1e-12)
-
-
-def synthetic_regression(seed=0, n=4000):
-    """Features with California-like scales (one huge, two collinear), and a noisy linear target."""
-    rng = np.random.default_rng(seed)
-    scales = np.array([2, 12, 2, 0.4, 1100, 10, 2, 2])
-    means = np.array([4, 28, 5, 1, 1400, 3, 35, -120])
-    X = rng.normal(size=(n, 8)) * scales + means
-    X[:, 7] = -X[:, 6] * 0.9 + rng.normal(size=n) * 0.8 - 88  # Longitude tracks Latitude
-    w = np.array([0.45, 0.01, -0.12, 0.78, -2e-6, -0.0035, -0.42, -0.43])
-    y = X @ w - 37 + rng.normal(size=n) * 0.7
-    from sklearn.linear_model import LinearRegression
-    model = LinearRegression().fit(X, y)
-    return X, y, model
+from pipeline.qparams import load_params, params_dict, predict, save_params
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 6, 8])
-def test_round_trip_stores_only_codes_one_scale_one_zero_point(bits):
+def test_stores_only_codes_one_scale_one_zero_point_and_reads_them_back_exactly(bits, tmp_path):
     X, y, model = synthetic_regression()
-    params = quantize.quantize(model.coef_, X, y, bits)
+    params, _ = quantize.quantize(model.coef_, X, y, bits)
     assert params.codes.dtype == np.uint8 and params.codes.shape == (8,)
     assert params.codes.max() <= 2 ** bits - 1
     assert isinstance(params.scale, np.float32) and np.ndim(params.scale) == 0
-    assert isinstance(params.zero_point, np.uint8)
-    assert isinstance(params.intercept, np.float32)
+    assert isinstance(params.zero_point, np.uint8) and isinstance(params.intercept, np.float32)
     # Dequantization is DequantizeLinear's float32 arithmetic, bit for bit.
     expected = (params.codes.astype(np.float32) - np.float32(params.zero_point)) * params.scale
     np.testing.assert_array_equal(params.weights(), expected)
-    stored = quantize.params_dict(params)
-    assert set(stored) == {"bits", "codes", "scale", "zero_point", "intercept", "dequantized_coef"}
+    assert set(params_dict(params)) == {"bits", "codes", "scale", "zero_point", "intercept", "dequantized_coef"}
+
+    path = tmp_path / "params.joblib"
+    save_params(path, params, {"stage": "test"})
+    loaded = load_params(path)
+    assert loaded.bits == bits
+    for field in ("codes", "scale", "zero_point", "intercept"):
+        got, want = getattr(loaded, field), getattr(params, field)
+        assert type(got) is type(want) and np.asarray(got).dtype == np.asarray(want).dtype, field
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(predict(loaded, X), predict(params, X))
+    assert [p.name for p in tmp_path.iterdir()] == ["params.joblib"]  # no temporary file left
 
 
-@pytest.mark.parametrize("bits", [3, 4, 8])
-def test_never_worse_than_round_to_nearest_with_the_same_bias_correction(bits):
-    X, y, model = synthetic_regression(seed=1)
+def test_the_excess_is_the_training_mse_increase():
+    """The identity the method relies on: refitting the intercept makes the training MSE
+    increase exactly the covariance quadratic form of the weight error."""
+    X, y, model = synthetic_regression(seed=2)
+    params, found = quantize.quantize(model.coef_, X, y, 6)
     cov = np.cov(X, rowvar=False, bias=True)
-    params = quantize.quantize(model.coef_, X, y, bits)
-    naive = quantize.naive_quantize(model.coef_, bits)
-    ours = quantize.excess_mse(params.weights(), model.coef_, cov)
-    theirs = quantize.excess_mse(naive.weights(), model.coef_, cov)
-    assert ours <= theirs + 1e-15
-
-
-@pytest.mark.parametrize("seed", [2, 4])
-def test_error_bound_at_8_bits_on_synthetic_data(seed):
-    """Excess training MSE <= (s/2)^2 * sum|C_ij|: what round-to-nearest on the chosen grid
-    guarantees, which the exact optimum on that grid can only improve on."""
-    X, y, model = synthetic_regression(seed=seed)
-    params = quantize.quantize(model.coef_, X, y, 8)
-    cov = np.cov(X, rowvar=False, bias=True)
-    float_mse = np.mean((model.predict(X) - y) ** 2)
-    quant_mse = np.mean((quantize.predict(params, X) - y) ** 2)
-    bound = (float(params.scale) / 2) ** 2 * np.abs(cov).sum()
-    assert quant_mse - float_mse <= bound
-    assert quant_mse <= float_mse * 1.005  # 0.5% here; the real data's 0.1% is an integration test
-    # The identity the method relies on: excess MSE is the covariance quadratic form.
-    assert quant_mse - float_mse == pytest.approx(
-        quantize.excess_mse(params.weights(), model.coef_, cov), rel=1e-3, abs=1e-7)
+    increase = np.mean((predict(params, X) - y) ** 2) - np.mean((model.predict(X) - y) ** 2)
+    assert increase == pytest.approx(found.excess_mse, rel=1e-3, abs=1e-7)
+    assert found.excess_mse == quantizer.excess_mse(params.weights(), model.coef_, cov)
 
 
 def test_intercept_is_refit_after_rounding():
     X, y, model = synthetic_regression(seed=3)
-    params = quantize.quantize(model.coef_, X, y, 3)
+    params, _ = quantize.quantize(model.coef_, X, y, 3)
     # Least-squares intercept: residuals average to zero (to float32 precision of the intercept).
-    assert abs(np.mean(y - quantize.predict(params, X))) < 1e-4
+    assert abs(np.mean(y - predict(params, X))) < 1e-4
 
 
 @pytest.mark.parametrize("value,expected", [(None, 8), ("", 8), ("2", 2), ("8", 8), (" 5 ", 5), (3, 3)])
@@ -112,17 +68,28 @@ def test_parse_bits_rejects_with_one_line(value, match):
 
 
 def test_quantize_stage_rejects_bad_bits_without_traceback(tmp_path):
-    from conftest import run_module
-    result = run_module("pipeline.quantize", env={"BITS": "12", "ARTIFACTS": str(tmp_path)})
+    out = tmp_path / "out"
+    result = run_module("pipeline.quantize", "--split", str(tmp_path / "split.npz"),
+                        "--model", str(tmp_path / "model.joblib"), "--bits", "12",
+                        "--params", str(out / "p.joblib"), "--report", str(out / "p.json"))
     assert result.returncode == 2
     assert result.stderr.decode().strip().count("\n") == 0
     assert b"BITS=12" in result.stderr and b"Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_quantize_stage_names_a_missing_input(tmp_path):
+    result = run_module("pipeline.quantize", "--split", str(tmp_path / "split.npz"),
+                        "--model", str(tmp_path / "model.joblib"), "--bits", "8",
+                        "--params", str(tmp_path / "p.joblib"), "--report", str(tmp_path / "p.json"))
+    err = result.stderr.decode()
+    assert result.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "split.npz is missing" in err
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("bits", ["9", "0", "abc"])
 def test_make_rejects_bad_bits_in_one_line(bits, tmp_path):
-    from conftest import make
     result = make("all", f"BITS={bits}", artifacts=tmp_path)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]

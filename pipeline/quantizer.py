@@ -1,0 +1,295 @@
+"""The quantizer: BITS-bit codes, ONE scale and ONE zero point that minimise the training MSE.
+
+What is optimal, precisely. For least-squares weights w and feature covariance C, any weights
+w_hat = s * (q - z) with the refitted intercept have training MSE
+MSE(w) + (w_hat - w)^T C (w_hat - w) (the "excess"). This module minimises the excess over
+the codes q in [0, 2^BITS - 1]^8, the zero point z in [0, 2^BITS - 1] and the scale s > 0,
+and returns a certificate: the result is within ``gap_bound`` of the optimum over all three.
+
+1. Codes and zero point, exactly, for each scale tried. With m = q - z the excess is
+   f(s, m) = (s m - w)^T C (s m - w), and m is reachable with some zero point iff
+   max(m) - min(m) <= qmax and |m_i| <= qmax. One sphere decoding under that constraint
+   (``lattice.Lattice.closest_offsets``) gives F(s) = min_m f(s, m) over every zero point.
+2. Where the optimal scale can be. B is the best excess found so far (the incumbent).
+   - Below: every reachable s m lies in U(s) = {t + y : t in [-s qmax, 0], y in [0, s qmax]^8},
+     and for any direction d, |d.(u - w)| <= sqrt(B d^T C^-1 d) when u has excess <= B
+     (Cauchy-Schwarz). d.u over U(s) is s qmax [a(d), b(d)] in closed form, so each d gives
+     a scale below which nothing can beat B. The directions: the coordinates, their
+     differences, and the gradient C (w - u*) at the continuous relaxation's minimiser u* of
+     a bisection over s. Any d gives a valid bound; a good d gives a tight one.
+   - Above: some m_i != 0, so s <= |s m_i| <= |w_i| + sqrt(B (C^-1)_ii).
+3. The scales in that range, walked upward, each step certified. f(., m) is a parabola with
+   minimum at s*(m), so f(s, m) = f(s*, m) + (s - s*)^2 m^T C m. After solving F at s1:
+   - a step of (1 + e) keeps, for the optimal (m, s*) in it, f(s1, m) <= optimum +
+     e^2 (|w|_C + sqrt(B))^2; e is chosen so that this is REL_GAP of the excess;
+   - a longer step of (1 + delta), delta = (sqrt(F(s1)) - sqrt(B)) / (|w|_C + sqrt(B)), skips
+     scales where no m can beat B: for such m, |s m|_C <= |w|_C + sqrt(B), so
+     sqrt(f(s, m)) >= sqrt(F(s1)) - |s - s1| |m|_C > sqrt(B). Where F is far above the
+     incumbent the walk strides; near it, it takes the certified step.
+4. Then the scale of the best codes is refined to s*(m) (stored as float32).
+
+The naive pair (min-max scale, rounded zero point, rounded codes) is the first incumbent, so
+the result is never worse than rounding to nearest; a coarse pass around it finds a good
+incumbent before the certified walk. Each inner solve gets the incumbent as its bound and
+its codes as the starting point, so most scales are settled at the first levels of the search.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from pipeline.lattice import Lattice
+from pipeline.qparams import dequantize
+
+# The certified optimality gap, relative to the excess training MSE: the result is within
+# this fraction of its own excess of the best over every scale, zero point and code vector.
+REL_GAP = 1e-3
+# The first, uncertified pass that finds a good incumbent: scales from 1/4x to 4x the
+# min-max scale, this many per octave (2**(k/n) contains 1.0, the naive pair's scale).
+COARSE_STEPS_PER_OCTAVE = 32
+COARSE_OCTAVES = 2
+# In the walk, an inner solve looks for codes up to this multiple of the incumbent's excess:
+# a larger value lets the walk stride further where nothing is close, at a costlier solve.
+WALK_REACH = 4.0
+MAX_WALK_REACH = 4.0 ** 8
+# After this many solves in one walk, the rest of the range is walked in as many more, at the
+# step that fits: on problems where the certified step would need more (very ill-conditioned
+# ones, far from this data's), the returned gap bound says how much that costs.
+WALK_BUDGET = 2000
+# The walk is repeated (at a finer step) while the incumbent improved so much that the step
+# chosen for the old one would certify less than REL_GAP; this many walks at most.
+MAX_WALKS = 3
+BISECTION_STEPS = 40
+REFINE_ROUNDS = 20
+# float32 scales differ from the float64 values they round by this much, relatively, at most.
+FLOAT32_REL = 2.0 ** -24
+
+
+@dataclass(frozen=True)
+class Search:
+    """The chosen codes and what the search guarantees about them."""
+    codes: np.ndarray         # (8,) uint8
+    scale: np.float32
+    zero_point: np.uint8
+    excess_mse: float         # of the float32 dequantized weights
+    gap_bound: float          # certified: excess_mse - optimum <= gap_bound
+    scale_range: tuple[float, float]  # the optimum's scale is certified to lie in this range
+    grid_ratio: float         # the walk's certified step: consecutive scales differ by at most this
+    scales_tried: int
+
+
+def excess_mse(weights: np.ndarray, coef: np.ndarray, cov: np.ndarray) -> float:
+    """Training MSE added by replacing the least-squares weights coef with weights."""
+    d = np.asarray(weights, dtype=np.float64) - coef
+    return float(d @ cov @ d)
+
+
+def naive_codes(coef: np.ndarray, bits: int) -> tuple[np.ndarray, np.float32, int]:
+    """The common baseline: min-max scale (range including 0), rounded zero point, rounded codes."""
+    qmax = 2 ** bits - 1
+    lo, hi = min(float(coef.min()), 0.0), max(float(coef.max()), 0.0)
+    scale = np.float32((hi - lo) / qmax) if hi > lo else np.float32(1)
+    zero_point = int(np.clip(np.rint(-lo / float(scale)), 0, qmax))
+    codes = np.clip(np.rint(coef / float(scale)) + zero_point, 0, qmax).astype(np.uint8)
+    return codes, scale, zero_point
+
+
+class _Incumbent:
+    """The best (offsets m, float32 scale) so far, judged by the float32 dequantized excess."""
+
+    def __init__(self, coef: np.ndarray, cov: np.ndarray, qmax: int):
+        self.coef, self.cov, self.qmax = coef, cov, qmax
+        self.offsets: np.ndarray | None = None
+        self.scale = np.float32(0)
+        self.excess = math.inf
+        self.tried = 0
+
+    def offer(self, offsets: np.ndarray, scale: np.float32) -> None:
+        weights = dequantize(offsets.astype(np.float32), scale, np.float32(0))
+        cost = excess_mse(weights, self.coef, self.cov)
+        if cost < self.excess:
+            self.offsets, self.scale, self.excess = offsets.copy(), scale, cost
+
+    def solve(self, lattice: Lattice, scale: np.float32, reach: float = 1.0) -> float | None:
+        """F(scale), exactly, if it is below ``reach`` times the incumbent's excess (None if
+        not); better codes become the incumbent."""
+        s = float(scale)
+        self.tried += 1
+        # Costs in the decoder are in code units: excess = s^2 * (m - w/s)^T C (m - w/s).
+        found = lattice.closest_offsets(self.coef / s, self.qmax, bound=reach * self.excess / (s * s),
+                                        start=self.offsets)
+        if found is None:
+            return None
+        self.offer(found[0], scale)
+        return found[1] * s * s
+
+
+def reachable_range(d: np.ndarray) -> tuple[float, float]:
+    """[a, b] such that d.u over U(s) (module docstring, step 2) is s qmax [a, b]."""
+    pos, neg, total = float(np.maximum(d, 0).sum()), float(np.maximum(-d, 0).sum()), float(d.sum())
+    return -(neg + max(total, 0.0)), pos + max(-total, 0.0)
+
+
+def direction_floor(d: np.ndarray, coef: np.ndarray, cov_inv: np.ndarray, qmax: int, excess: float) -> float:
+    """Below this scale no codes reach an excess <= ``excess``, as seen along direction d."""
+    a, b = reachable_range(d)
+    centre = float(d @ coef)
+    half_width = math.sqrt(max(excess * float(d @ cov_inv @ d), 0.0))
+    if centre - half_width > 0 and b > 0:
+        return (centre - half_width) / (qmax * b)
+    if centre + half_width < 0 and a < 0:
+        return (centre + half_width) / (qmax * a)
+    return 0.0
+
+
+def relaxation_direction(coef: np.ndarray, chol_t: np.ndarray, cov: np.ndarray, qmax: int,
+                         scale: float) -> np.ndarray:
+    """C (w - u*) for u* minimising (u - w)^T C (u - w) over U(scale): the direction along
+    which the continuous relaxation proves its bound. Any approximation of u* still gives a
+    valid direction; only the bound's tightness depends on it."""
+    n = coef.size
+    reach = scale * qmax
+    design = chol_t @ np.hstack([np.eye(n), np.ones((n, 1))])   # u = y + t
+    lower = np.r_[np.zeros(n), -reach]
+    upper = np.r_[np.full(n, reach), 0.0]
+    result = lsq_linear(design, chol_t @ coef, bounds=(lower, upper), method="bvls")
+    u = result.x[:n] + result.x[n]
+    return cov @ (coef - u)
+
+
+def scale_floor(coef: np.ndarray, cov: np.ndarray, qmax: int, excess: float, competitive: float) -> float:
+    """A scale below which nothing beats ``excess`` (step 2 of the module docstring).
+
+    ``competitive`` is a scale known to reach ``excess`` (the incumbent's), where the
+    bisection for the relaxation's bound stops."""
+    cov_inv = np.linalg.inv(cov)
+    n = coef.size
+    eye = np.eye(n)
+    directions = [eye[i] for i in range(n)] + [eye[i] - eye[j] for i in range(n) for j in range(n) if i != j]
+    directions.append(cov @ coef)
+    floor = max(direction_floor(d, coef, cov_inv, qmax, excess) for d in directions)
+    chol_t = np.linalg.cholesky(cov).T
+    low, high = floor, competitive
+    for _ in range(BISECTION_STEPS):
+        if low <= 0 or high <= low * (1 + 1e-9):
+            break
+        mid = math.sqrt(low * high)
+        d = relaxation_direction(coef, chol_t, cov, qmax, mid)
+        bound = direction_floor(d, coef, cov_inv, qmax, excess)
+        if bound >= mid:
+            low = bound          # the relaxation proves nothing below `bound` beats the incumbent
+        else:
+            high = mid
+    return max(low, floor)
+
+
+def scale_ceiling(coef: np.ndarray, cov: np.ndarray, excess: float) -> float:
+    """A scale above which nothing beats ``excess``: s <= max_i |w_i| + sqrt(excess (C^-1)_ii)."""
+    return float(np.max(np.abs(coef) + np.sqrt(excess * np.diag(np.linalg.inv(cov)))))
+
+
+def certified_step(coef_norm: float, excess: float, rel_gap: float) -> float:
+    """e with e^2 (|w|_C + sqrt(excess))^2 = rel_gap * excess (module docstring, step 3)."""
+    return math.sqrt(rel_gap * excess) / (coef_norm + math.sqrt(excess))
+
+
+def walk(best: _Incumbent, lattice: Lattice, low: float, high: float, step: float, coef_norm: float,
+         budget: int) -> float:
+    """Solve F at scales from ``low`` to ``high``, each step certified (module docstring, step 3).
+
+    After ``budget`` solves, the rest of the range is walked in ``budget`` more steps at the
+    step that fits, and the gap bound grows with it. Returns the largest step taken where no
+    skip applied."""
+    scale = np.float32(low * (1 - 2 * FLOAT32_REL))
+    largest = step
+    solves = 0
+    reach = WALK_REACH
+    while float(scale) <= high:
+        if solves == budget:  # the certified step would take too long here: widen it to fit
+            step = max(step, (high / float(scale)) ** (1.0 / budget) - 1.0)
+        value = best.solve(lattice, scale, reach=reach if scale >= best.scale else 1.0)
+        solves += 1
+        known = value if value is not None else (reach if scale >= best.scale else 1.0) * best.excess
+        # Nothing within reach: look further next time, to stride further; else start small.
+        reach = min(reach * WALK_REACH, MAX_WALK_REACH) if value is None else WALK_REACH
+        root_b = math.sqrt(best.excess)
+        # Shrunk a little so that float32 rounding of the next scale never overshoots the skip.
+        skip = (math.sqrt(known) - root_b) / (coef_norm + root_b) * (1 - 1e-6) - 2 * FLOAT32_REL
+        if skip < step:
+            largest = max(largest, step)
+        nxt = np.float32(float(scale) * (1 + max(step, skip)))
+        scale = nxt if nxt > scale else np.nextafter(scale, np.float32(np.inf))
+    return largest
+
+
+def optimal_scale(offsets: np.ndarray, coef: np.ndarray, cov: np.ndarray) -> float:
+    """s*(m): the scale minimising (s m - w)^T C (s m - w) for fixed offsets m."""
+    m = offsets.astype(np.float64)
+    return float(m @ cov @ coef) / float(m @ cov @ m)
+
+
+def search(coef: np.ndarray, cov: np.ndarray, bits: int, rel_gap: float = REL_GAP) -> Search:
+    """Codes, scale and zero point minimising the excess training MSE; see the module docstring.
+
+    coef: (8,) float64 least-squares weights; cov: (8, 8) covariance of the training features.
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    cov = np.asarray(cov, dtype=np.float64)
+    qmax = 2 ** bits - 1
+    if not np.any(coef):  # all weights zero: codes at the zero point are exact
+        return Search(np.zeros(coef.size, np.uint8), np.float32(1), np.uint8(0), 0.0, 0.0, (1.0, 1.0), 1.0, 0)
+    best = _Incumbent(coef, cov, qmax)
+    codes, naive_scale, naive_zero = naive_codes(coef, bits)
+    best.offer(codes.astype(np.int64) - naive_zero, naive_scale)
+    lattice = Lattice.of(cov)
+
+    # Outward from the naive scale, where good codes are, so that the incumbent is tight
+    # before the small scales, whose solves are the costliest (the box clips the target).
+    # Below the floor nothing beats even the naive pair: those scales are skipped.
+    naive_floor = scale_floor(coef, cov, qmax, best.excess, float(naive_scale))
+    steps = COARSE_STEPS_PER_OCTAVE
+    for k in sorted(range(-COARSE_OCTAVES * steps, COARSE_OCTAVES * steps + 1), key=lambda k: (abs(k), k)):
+        scale = np.float32(float(naive_scale) * 2.0 ** (k / steps))
+        if float(scale) >= naive_floor:
+            best.solve(lattice, scale)
+
+    coef_norm = math.sqrt(float(coef @ cov @ coef))
+    for _ in range(MAX_WALKS):
+        bound = best.excess
+        if bound == 0.0:
+            break
+        step = certified_step(coef_norm, bound, rel_gap)
+        scale_range = (scale_floor(coef, cov, qmax, bound, float(best.scale)), scale_ceiling(coef, cov, bound))
+        taken = walk(best, lattice, *scale_range, step, coef_norm, WALK_BUDGET)
+        # The step was chosen for `bound`; it certifies rel_gap of the final excess only if the
+        # incumbent did not improve much since. Otherwise walk again at the finer step.
+        if taken > step or certified_step(coef_norm, best.excess, rel_gap) * (1 + 0.05) >= step:
+            break
+    step = taken
+
+    for _ in range(REFINE_ROUNDS):
+        before = best.excess
+        best.solve(lattice, np.float32(optimal_scale(best.offsets, coef, cov)))
+        if best.excess >= before:
+            break
+
+    # The optimum's scale s* lies in scale_range (certified for bound >= optimum); the walk
+    # solved F within (1 + step)(1 + float32 rounding) of it, or proved nothing there wins.
+    e_total = step + 2 * FLOAT32_REL
+    gap = e_total ** 2 * (coef_norm + math.sqrt(best.excess)) ** 2
+    offsets = best.offsets.astype(np.int64)
+    zero_point = choose_zero_point(offsets, naive_zero, qmax)
+    return Search(codes=(offsets + zero_point).astype(np.uint8), scale=best.scale,
+                  zero_point=np.uint8(zero_point), excess_mse=best.excess, gap_bound=gap,
+                  scale_range=scale_range, grid_ratio=1 + step, scales_tried=best.tried)
+
+
+def choose_zero_point(offsets: np.ndarray, preferred: int, qmax: int) -> int:
+    """A zero point that puts every code in [0, qmax] (each gives the same weights): the one
+    nearest ``preferred``."""
+    low, high = max(0, -int(offsets.min())), min(qmax, qmax - int(offsets.max()))
+    assert low <= high, "offsets wider than the code range"
+    return min(max(preferred, low), high)
