@@ -29,10 +29,9 @@ RUN rm -rf /usr/local/lib/python3*/site-packages/pip* /usr/local/lib/python3*/si
         /usr/local/lib/python3*/site-packages/wheel* /usr/local/bin/pip* \
         /usr/lib/python3/dist-packages/pip* /usr/share/python-wheels /usr/lib/python3*/ensurepip
 COPY --from=deps /opt/site /opt/site
-COPY pipeline/__init__.py pipeline/errors.py pipeline/config.py pipeline/artifacts.py \
-     pipeline/manifest.py pipeline/runtime.py /app/pipeline/
-COPY artifacts/model_uint8.onnx artifacts/model_dequant.onnx artifacts/model_float.onnx \
-     artifacts/manifest.json artifacts/sample.csv /app/artifacts/
+# The staged context (make docker) holds only the runtime's modules and the image's artifacts.
+COPY pipeline/ /app/pipeline/
+COPY artifacts/ /app/artifacts/
 ENV PYTHONPATH=/opt/site:/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

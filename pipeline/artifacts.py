@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator
 
-MANIFEST_NAME = "manifest.json"
 _PROVENANCE_PACKAGES = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "joblib")
 
 

@@ -116,15 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="what", required=True)
     rt = sub.add_parser("runtime", help="runtime scaling on generated CSV rows")
     rt.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    rt.add_argument("--artifacts", type=Path, default=config.artifacts_dir(), help="the models' folder")
     im = sub.add_parser("image", help="runtime image vs scikit-learn image")
     im.add_argument("image")
     im.add_argument("baseline")
     im.add_argument("base")
     im.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    out = config.artifacts_dir()
     if args.what == "runtime":
-        bench_runtime(out, args.sizes)
+        bench_runtime(args.artifacts, args.sizes)
     else:
         bench_image(args.image, args.baseline, args.base, args.repeats)
     print(json.dumps({"machine": os.uname().machine, "cpus": os.cpu_count()}))

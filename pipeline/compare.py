@@ -1,6 +1,9 @@
 """`make compare`: size and accuracy of every variant, each measured by running the artifact.
 
-    python -m pipeline.compare     # prints a Markdown table; writes compare.json and compare.md
+    python -m pipeline.compare --split artifacts/split.npz --model artifacts/model.joblib \
+        --params artifacts/quant_params.joblib --float artifacts/model_float.onnx \
+        --dequant artifacts/model_dequant.onnx --uint8 artifacts/model_uint8.onnx \
+        --json artifacts/compare.json --markdown artifacts/compare.md
 
 Weight payload is what the numbers themselves take: coefficients and intercept, plus the
 scale and zero point where quantized; not the file's framing, names or metadata.
@@ -16,11 +19,10 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from pipeline import artifacts, config, data, quantize, train, verify
+from pipeline import artifacts, data, qparams, verify
 from pipeline.errors import UserError, run_cli
 from pipeline.metrics import regression_metrics
 
-JSON_NAME, MD_NAME = "compare.json", "compare.md"
 # Numeric payload dtypes; int64 tensors in these graphs are axes and shapes, not weights.
 _PAYLOAD_DTYPES = (np.float32, np.float64, np.uint8)
 
@@ -44,9 +46,9 @@ def sklearn_row(path: Path, X: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def quant_params_row(path: Path, X: np.ndarray) -> tuple[np.ndarray, int]:
-    params = quantize.load_params(path)
+    params = qparams.load_params(path)
     # codes, float32 scale, uint8 zero point, float32 intercept
-    return quantize.predict(params, X), params.codes.nbytes + 4 + 1 + 4
+    return qparams.predict(params, X), params.codes.nbytes + 4 + 1 + 4
 
 
 def onnx_row(path: Path, X: np.ndarray) -> tuple[np.ndarray, int]:
@@ -54,15 +56,15 @@ def onnx_row(path: Path, X: np.ndarray) -> tuple[np.ndarray, int]:
     return verify.run_session(ort.InferenceSession(str(path)), X), onnx_payload_bytes(path)
 
 
-def measure(out: Path) -> list[dict]:
-    split = data.load_split(out / data.SPLIT_NAME)
+def measure(args: argparse.Namespace) -> list[dict]:
+    split = data.load_split(args.split)
     X, y = split.X_test, split.y_test
     rows = [
-        ("sklearn float (joblib)", out / train.MODEL_NAME, sklearn_row),
-        ("quantized params (joblib)", out / quantize.PARAMS_JOBLIB, quant_params_row),
-        ("ONNX float", out / config.ONNX_NAMES["float"], onnx_row),
-        ("ONNX dequant", out / config.ONNX_NAMES["dequant"], onnx_row),
-        ("ONNX uint8", out / config.ONNX_NAMES["uint8"], onnx_row),
+        ("sklearn float (joblib)", args.model, sklearn_row),
+        ("quantized params (joblib)", args.params, quant_params_row),
+        ("ONNX float", args.float, onnx_row),
+        ("ONNX dequant", args.dequant, onnx_row),
+        ("ONNX uint8", args.uint8, onnx_row),
     ]
     missing = [str(p) for _, p, _ in rows if not p.exists()]
     if missing:
@@ -92,15 +94,23 @@ def markdown(table: list[dict], bits: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline.compare", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
-    out = config.artifacts_dir()
-    table = measure(out)
-    bits = int(artifacts.read_json(out / quantize.PARAMS_JSON)["bits"])
+    parser.add_argument("--split", type=Path, required=True, help="input: the split from pipeline.data")
+    parser.add_argument("--model", type=Path, required=True, help="input: the model from pipeline.train")
+    parser.add_argument("--params", type=Path, required=True, help="input: the parameters from pipeline.quantize")
+    for variant in ("float", "dequant", "uint8"):
+        parser.add_argument(f"--{variant}", type=Path, required=True, help=f"input: the {variant} ONNX model")
+    parser.add_argument("--json", type=Path, required=True, help="output: the table as JSON")
+    parser.add_argument("--markdown", type=Path, required=True, help="output: the table as Markdown")
+    args = parser.parse_args(argv)
+    table = measure(args)
+    bits = qparams.load_params(args.params).bits
     md = markdown(table, bits)
-    artifacts.write_json(out / JSON_NAME, {"bits": bits, "rows": table, "onnxruntime": ort.__version__,
-                                           "provenance": artifacts.provenance("compare", {})})
-    artifacts.write_text(out / MD_NAME, md)
-    print(md, end="")
+    artifacts.write_json(args.json, {
+        "bits": bits, "rows": table, "onnxruntime": ort.__version__,
+        "provenance": artifacts.provenance("compare", {name: getattr(args, name) for name in
+                                                       ("split", "model", "params", "float", "dequant", "uint8")})})
+    artifacts.write_text(args.markdown, md)
+    print(f"compare: wrote {args.json} and {args.markdown}")
     return 0
 
 

@@ -1,10 +1,16 @@
-"""Every default of the pipeline in one place. Importing this module does nothing else.
+"""The pipeline's defaults: data, split, bit widths and every artifact's file name, in one place.
+Importing this module does nothing else.
 
-Standard library only: the runtime imports it inside the slim image.
+Standard library only: the runtime imports it inside the slim image. ONNX graph settings live
+in ``pipeline.onnx_spec`` and verification tolerances in ``pipeline.tolerances``, so that
+changing either re-runs only the stages that read them (the Makefile's graph follows imports).
+
+    python -m pipeline.config      # prints the artifact names as key=name, for the Makefile
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from pipeline.errors import UserError
@@ -24,34 +30,37 @@ SAMPLE_ROWS = 5
 DEFAULT_BITS = 8
 ALLOWED_BITS = range(2, 9)  # codes are stored as uint8, so 8 is the ceiling
 
-# ONNX targets: the lower of what skl2onnx 1.20 emits (opset 22) and what is needed; IR 10
-# is what onnx 1.17+ pairs with opset 21, and what every onnxruntime since 1.20 loads.
-# onnx.helper.make_model would otherwise stamp the newest IR version of the installed onnx.
-ONNX_OPSET = 21
-ONNX_ML_OPSET = 1
-ONNX_IR_VERSION = 10
-INPUT_NAME = "input"
-OUTPUT_NAME = "variable"  # skl2onnx's name for a regressor's output; all three models share it
-
-# Verification tolerances (max absolute difference of predictions, in units of $100,000).
-TOL_FLOAT_VS_SKLEARN = 1e-4
-TOL_DEQUANT_VS_SKLEARN = 1e-4
-# float32 rounding of sums whose terms reach +-50; a real defect shows as 1e-2 or more.
-TOL_UINT8_VS_DEQUANT = 5e-5
-
+# Every artifact's file name, by key. The Makefile reads these (`python -m pipeline.config`),
+# so a name is defined here and nowhere else.
+ARTIFACT_NAMES: dict[str, str] = {
+    "split": "split.npz",
+    "sample": "sample.csv",
+    "data_report": "data.json",
+    "model": "model.joblib",
+    "train_metrics": "train_metrics.json",
+    "quant_params": "quant_params.joblib",
+    "quant_report": "quant_params.json",
+    "onnx_float": "model_float.onnx",
+    "onnx_dequant": "model_dequant.onnx",
+    "onnx_uint8": "model_uint8.onnx",
+    "export_report": "export_report.json",
+    "manifest": "manifest.json",
+    "compare_json": "compare.json",
+    "compare_md": "compare.md",
+}
 MODEL_VARIANTS = ("uint8", "dequant", "float")  # runtime's --model choices, default first
-ONNX_NAMES = {"float": "model_float.onnx", "dequant": "model_dequant.onnx", "uint8": "model_uint8.onnx"}
-# The runtime's bundled sample: the first SAMPLE_ROWS test rows, written by the data stage.
-SAMPLE_NAME = "sample.csv"
+ONNX_NAMES = {v: ARTIFACT_NAMES[f"onnx_{v}"] for v in MODEL_VARIANTS}
+SAMPLE_NAME = ARTIFACT_NAMES["sample"]
+MANIFEST_NAME = ARTIFACT_NAMES["manifest"]
 
 
 def artifacts_dir() -> Path:
-    """The artifacts folder: $ARTIFACTS if set (the Makefile sets it), else ./artifacts."""
+    """The artifacts folder: $ARTIFACTS if set, else ./artifacts (the runtime's default)."""
     return Path(os.environ.get("ARTIFACTS") or "artifacts")
 
 
 def parse_bits(value: str | int | None) -> int:
-    """Validate a bit width given by a user (Make variable BITS or environment)."""
+    """Validate a bit width given by a user (Make variable BITS or --bits)."""
     if value is None or value == "":
         return DEFAULT_BITS
     try:
@@ -63,5 +72,10 @@ def parse_bits(value: str | int | None) -> int:
     return bits
 
 
-def bits_from_env() -> int:
-    return parse_bits(os.environ.get("BITS"))
+def make_variables() -> str:
+    """The artifact names as `key=name` words, which the Makefile looks up by key."""
+    return " ".join(f"{key}={name}" for key, name in ARTIFACT_NAMES.items())
+
+
+if __name__ == "__main__":
+    sys.stdout.write(make_variables() + "\n")

@@ -1,6 +1,7 @@
 """Stage 1: load California Housing with scikit-learn's own loader and split it.
 
-    python -m pipeline.data        # writes $ARTIFACTS/split.npz, sample.csv, data.json
+    python -m pipeline.data --split artifacts/split.npz --sample artifacts/sample.csv \
+                            --report artifacts/data.json
 
 The loader honours SCIKIT_LEARN_DATA. On a connected machine it downloads and caches the data;
 offline, point SCIKIT_LEARN_DATA at a folder that holds scikit-learn's cache file.
@@ -22,8 +23,6 @@ import numpy as np
 from pipeline import artifacts, config
 from pipeline.errors import UserError, run_cli
 
-SPLIT_NAME = "split.npz"
-REPORT_NAME = "data.json"
 # HOUSING_DOWNLOAD=0 forbids the download, so a missing cache fails at once (tests use it).
 _DOWNLOAD_ENV = "HOUSING_DOWNLOAD"
 
@@ -86,6 +85,8 @@ def load_split(path: Path) -> Split:
             return Split(**{name: npz[name] for name in ("X_train", "X_test", "y_train", "y_test")})
     except FileNotFoundError:
         raise UserError(f"{path} is missing; run `make all` (or `make data`) first") from None
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"{path} is not a readable split ({type(err).__name__}); rebuild it with `make data`") from None
 
 
 def sample_csv(X: np.ndarray) -> str:
@@ -97,13 +98,15 @@ def sample_csv(X: np.ndarray) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline.data", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
-    out = config.artifacts_dir()
+    parser.add_argument("--split", type=Path, required=True, help="output: the train/test split (.npz)")
+    parser.add_argument("--sample", type=Path, required=True, help="output: the runtime's sample rows (CSV)")
+    parser.add_argument("--report", type=Path, required=True, help="output: dataset facts (JSON)")
+    args = parser.parse_args(argv)
     X, y = load_dataset()
     split = split_dataset(X, y)
-    save_split(out / SPLIT_NAME, split)
-    artifacts.write_text(out / config.SAMPLE_NAME, sample_csv(split.X_test[: config.SAMPLE_ROWS]))
-    artifacts.write_json(out / REPORT_NAME, {
+    save_split(args.split, split)
+    artifacts.write_text(args.sample, sample_csv(split.X_test[: config.SAMPLE_ROWS]))
+    artifacts.write_json(args.report, {
         "rows": int(X.shape[0]),
         "features": list(config.FEATURE_NAMES),
         "n_train": int(split.X_train.shape[0]),
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset_sha256": artifacts.sha256_bytes(X.tobytes() + y.tobytes()),
         "provenance": artifacts.provenance("data", {}),
     })
-    print(f"data: {X.shape[0]} rows -> {split.X_train.shape[0]} train / {split.X_test.shape[0]} test in {out}")
+    print(f"data: {X.shape[0]} rows -> {split.X_train.shape[0]} train / {split.X_test.shape[0]} test in {args.split}")
     return 0
 
 

@@ -1,7 +1,10 @@
 """Stage 4: export three ONNX models and verify them before they are written.
 
-    python -m pipeline.export      # writes model_float.onnx, model_dequant.onnx, model_uint8.onnx
-                                   # and export_report.json
+    python -m pipeline.export --split artifacts/split.npz --model artifacts/model.joblib \
+        --params artifacts/quant_params.joblib --float artifacts/model_float.onnx \
+        --dequant artifacts/model_dequant.onnx --uint8 artifacts/model_uint8.onnx \
+        --report artifacts/export_report.json
+    python -m pipeline.export --verify-only ...  # the same checks on the ONNX files on disk
 
 - model_float.onnx:   the trained LinearRegression, converted by skl2onnx.
 - model_dequant.onnx: a LinearRegression holding the dequantized weights, converted by skl2onnx.
@@ -25,16 +28,15 @@ from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.linear_model import LinearRegression
 
-from pipeline import artifacts, config, data, quantize, train, verify
-from pipeline.errors import run_cli
-
-REPORT_NAME = "export_report.json"
+from pipeline import artifacts, config, data, onnx_spec, qparams, verify
+from pipeline.errors import UserError, run_cli
+from pipeline.metrics import regression_metrics
 
 
 def convert_sklearn(model: LinearRegression) -> onnx.ModelProto:
     """skl2onnx conversion with a named float32 input of shape [None, 8] and pinned versions."""
-    onx = to_onnx(model, initial_types=[(config.INPUT_NAME, FloatTensorType([None, config.N_FEATURES]))],
-                  target_opset={"": config.ONNX_OPSET, "ai.onnx.ml": config.ONNX_ML_OPSET})
+    onx = to_onnx(model, initial_types=[(onnx_spec.INPUT_NAME, FloatTensorType([None, config.N_FEATURES]))],
+                  target_opset={"": onnx_spec.ONNX_OPSET, "ai.onnx.ml": onnx_spec.ONNX_ML_OPSET})
     return _pin_versions(onx)
 
 
@@ -45,11 +47,20 @@ def _pin_versions(model: onnx.ModelProto) -> onnx.ModelProto:
         opsets[imp.domain] = max(opsets.get(imp.domain, 0), imp.version)
     del model.opset_import[:]
     model.opset_import.extend(helper.make_opsetid(d, v) for d, v in sorted(opsets.items()))
-    model.ir_version = config.ONNX_IR_VERSION
+    model.ir_version = onnx_spec.ONNX_IR_VERSION
     return model
 
 
-def build_uint8_model(params: quantize.QuantParams) -> onnx.ModelProto:
+def dequantized_model(params: qparams.QuantParams) -> LinearRegression:
+    """A LinearRegression whose weights are exactly the dequantized float32 values."""
+    model = LinearRegression()
+    model.coef_ = params.weights().astype(np.float64)
+    model.intercept_ = float(params.intercept)
+    model.n_features_in_ = config.N_FEATURES
+    return model
+
+
+def build_uint8_model(params: qparams.QuantParams) -> onnx.ModelProto:
     """y = ReduceSum(X * DequantizeLinear(codes, scale, zero_point), axis 1) + intercept."""
     initializers = [
         numpy_helper.from_array(params.codes.astype(np.uint8), "coef_codes"),            # (8,)
@@ -60,17 +71,17 @@ def build_uint8_model(params: quantize.QuantParams) -> onnx.ModelProto:
     ]
     nodes = [
         helper.make_node("DequantizeLinear", ["coef_codes", "coef_scale", "coef_zero_point"], ["coef"]),
-        helper.make_node("Mul", [config.INPUT_NAME, "coef"], ["terms"]),
+        helper.make_node("Mul", [onnx_spec.INPUT_NAME, "coef"], ["terms"]),
         helper.make_node("ReduceSum", ["terms", "feature_axis"], ["dot"], keepdims=1),
-        helper.make_node("Add", ["dot", "intercept"], [config.OUTPUT_NAME]),
+        helper.make_node("Add", ["dot", "intercept"], [onnx_spec.OUTPUT_NAME]),
     ]
     graph = helper.make_graph(
         nodes, "housing_linear_uint8",
-        [helper.make_tensor_value_info(config.INPUT_NAME, TensorProto.FLOAT, [None, config.N_FEATURES])],
-        [helper.make_tensor_value_info(config.OUTPUT_NAME, TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info(onnx_spec.INPUT_NAME, TensorProto.FLOAT, [None, config.N_FEATURES])],
+        [helper.make_tensor_value_info(onnx_spec.OUTPUT_NAME, TensorProto.FLOAT, [None, 1])],
         initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", config.ONNX_OPSET)],
-                             ir_version=config.ONNX_IR_VERSION, producer_name="pipeline.export")
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_spec.ONNX_OPSET)],
+                             ir_version=onnx_spec.ONNX_IR_VERSION, producer_name="pipeline.export")
 
 
 def add_metadata(model: onnx.ModelProto, variant: str, bits: int | None, metrics: dict,
@@ -89,39 +100,69 @@ def add_metadata(model: onnx.ModelProto, variant: str, bits: int | None, metrics
     return model
 
 
+def load_inputs(model_path: Path, params_path: Path) -> tuple[LinearRegression, qparams.QuantParams]:
+    try:
+        return joblib.load(model_path), qparams.load_params(params_path)
+    except FileNotFoundError as err:
+        raise UserError(f"{err.filename} is missing; run `make all` first") from None
+
+
+def verify_files(args: argparse.Namespace, split: data.Split, float_model: LinearRegression,
+                 dequant_model: LinearRegression) -> int:
+    """Re-run the export's checks on the ONNX files already written."""
+    missing = [str(p) for p in (args.float, args.dequant, args.uint8) if not p.is_file()]
+    if missing:
+        raise UserError(f"missing {', '.join(missing)}; run `make all` first")
+    X = verify.verification_inputs(split)
+    results = verify.check_models({v: getattr(args, v).read_bytes() for v in ("float", "dequant", "uint8")},
+                                  verify.sklearn_reference(float_model, X),
+                                  verify.sklearn_reference(dequant_model, X), X)
+    for name, result in results.items():
+        print(f"verify: {name}: max |diff| {max(result['max_abs_diff'].values()):.2e} "
+              f"<= {result['tolerance']:g} at every level")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline.export", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
-    out = config.artifacts_dir()
-    split_path = out / data.SPLIT_NAME
-    model_path, params_path = out / train.MODEL_NAME, out / quantize.PARAMS_JOBLIB
-    dequant_path = out / quantize.DEQUANT_MODEL_NAME
-    float_model: LinearRegression = joblib.load(model_path)
-    dequant_model: LinearRegression = joblib.load(dequant_path)
-    params = quantize.load_params(params_path)
-    float_metrics = artifacts.read_json(out / train.METRICS_NAME)["test"]
-    quant_metrics = artifacts.read_json(out / quantize.PARAMS_JSON)["metrics"]["test"]
+    parser.add_argument("--split", type=Path, required=True, help="input: the split from pipeline.data")
+    parser.add_argument("--model", type=Path, required=True, help="input: the model from pipeline.train")
+    parser.add_argument("--params", type=Path, required=True, help="input: the parameters from pipeline.quantize")
+    for variant in ("float", "dequant", "uint8"):
+        parser.add_argument(f"--{variant}", type=Path, required=True, help=f"output: the {variant} ONNX model")
+    parser.add_argument("--report", type=Path, help="output: what was verified (JSON)")
+    parser.add_argument("--verify-only", action="store_true",
+                        help="check the ONNX files on disk against their sources; write nothing")
+    args = parser.parse_args(argv)
+    if not args.verify_only and args.report is None:
+        parser.error("--report is required unless --verify-only")
+    split = data.load_split(args.split)
+    float_model, params = load_inputs(args.model, args.params)
+    dequant_model = dequantized_model(params)
+    if args.verify_only:
+        return verify_files(args, split, float_model, dequant_model)
+    float_metrics = regression_metrics(split.y_test, float_model.predict(split.X_test))
+    quant_metrics = regression_metrics(split.y_test, qparams.predict(params, split.X_test))
 
     models = {
-        "float": add_metadata(convert_sklearn(float_model), "float", None, float_metrics, {"model": model_path}),
+        "float": add_metadata(convert_sklearn(float_model), "float", None, float_metrics, {"model": args.model}),
         "dequant": add_metadata(convert_sklearn(dequant_model), "dequant", params.bits, quant_metrics,
-                                {"model": dequant_path, "quant_params": params_path}),
+                                {"quant_params": args.params}),
         "uint8": add_metadata(build_uint8_model(params), "uint8", params.bits, quant_metrics,
-                              {"quant_params": params_path}),
+                              {"quant_params": args.params}),
     }
     blobs = {v: m.SerializeToString() for v, m in models.items()}
-    X = verify.verification_inputs(data.load_split(split_path))
+    X = verify.verification_inputs(split)
     results = verify.check_models(blobs, verify.sklearn_reference(float_model, X),
                                   verify.sklearn_reference(dequant_model, X), X)
     # Only verified models reach their final names.
     for variant, blob in blobs.items():
-        artifacts.write_bytes(out / config.ONNX_NAMES[variant], blob)
-    artifacts.write_json(out / REPORT_NAME, {
-        "opset": config.ONNX_OPSET, "ir_version": config.ONNX_IR_VERSION,
+        artifacts.write_bytes(getattr(args, variant), blob)
+    artifacts.write_json(args.report, {
+        "opset": onnx_spec.ONNX_OPSET, "ir_version": onnx_spec.ONNX_IR_VERSION,
         "rows_checked": int(X.shape[0]), "checks": results,
-        "provenance": artifacts.provenance("export", {"split": split_path, "model": model_path,
-                                                      "dequant_model": dequant_path,
-                                                      "quant_params": params_path}),
+        "provenance": artifacts.provenance("export", {"split": args.split, "model": args.model,
+                                                      "quant_params": args.params}),
     })
     for name, result in results.items():
         print(f"export: {name}: max |diff| {max(result['max_abs_diff'].values()):.2e} "

@@ -1,6 +1,6 @@
 """The artifacts' manifest: sha256 and size of every file `make all` produces.
 
-    python -m pipeline.manifest FILE...   # writes $ARTIFACTS/manifest.json
+    python -m pipeline.manifest --output artifacts/manifest.json FILE...
 
 Standard library only: the runtime checks a model against it before loading the model.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline import artifacts, config
+from pipeline import artifacts
 from pipeline.errors import UserError, run_cli
 
 
@@ -41,11 +41,11 @@ def check_file(manifest_path: Path, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline.manifest", description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, required=True, help="the manifest to write (JSON)")
     parser.add_argument("files", nargs="+", type=Path, help="artifacts to record")
     args = parser.parse_args(argv)
-    out = config.artifacts_dir() / artifacts.MANIFEST_NAME
-    artifacts.write_json(out, build(args.files))
-    print(f"manifest: {len(args.files)} artifacts recorded in {out}")
+    artifacts.write_json(args.output, build(args.files))
+    print(f"manifest: {len(args.files)} artifacts recorded in {args.output}")
     return 0
 
 

@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     art = args.artifacts or config.artifacts_dir()
     path = model_path(art, args.model)
     if not args.no_verify_manifest:
-        manifest.check_file(art / artifacts.MANIFEST_NAME, path)
+        manifest.check_file(art / config.MANIFEST_NAME, path)
     predictor = Predictor(path)
     input_path = args.input if args.input is not None else str(art / config.SAMPLE_NAME)
     raw = open_input(input_path)

@@ -1,23 +1,23 @@
 """Stage 2: fit LinearRegression on the 8 raw features.
 
-    python -m pipeline.train       # reads split.npz, writes model.joblib and train_metrics.json
+    python -m pipeline.train --split artifacts/split.npz --model artifacts/model.joblib \
+                             --metrics artifacts/train_metrics.json
 
 Reproduces the published figures: test R² 0.5758, MSE 0.5559.
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import joblib
 import numpy as np
 from sklearn.linear_model import LinearRegression
 
-from pipeline import artifacts, config, data
+from pipeline import artifacts, data
 from pipeline.errors import run_cli
 from pipeline.metrics import regression_metrics
 
-MODEL_NAME = "model.joblib"
-METRICS_NAME = "train_metrics.json"
 
 
 def fit(X_train: np.ndarray, y_train: np.ndarray) -> LinearRegression:
@@ -35,18 +35,19 @@ def evaluate(model: LinearRegression, split: data.Split) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline.train", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
-    out = config.artifacts_dir()
-    split_path = out / data.SPLIT_NAME
-    split = data.load_split(split_path)
+    parser.add_argument("--split", type=Path, required=True, help="input: the split from pipeline.data")
+    parser.add_argument("--model", type=Path, required=True, help="output: the fitted model (joblib)")
+    parser.add_argument("--metrics", type=Path, required=True, help="output: metrics and coefficients (JSON)")
+    args = parser.parse_args(argv)
+    split = data.load_split(args.split)
     model = fit(split.X_train, split.y_train)
-    with artifacts.atomic_path(out / MODEL_NAME) as tmp:
+    with artifacts.atomic_path(args.model) as tmp:
         joblib.dump(model, tmp)
     report = evaluate(model, split)
     report["coef"] = model.coef_.tolist()
     report["intercept"] = float(model.intercept_)
-    report["provenance"] = artifacts.provenance("train", {"split": split_path})
-    artifacts.write_json(out / METRICS_NAME, report)
+    report["provenance"] = artifacts.provenance("train", {"split": args.split})
+    artifacts.write_json(args.metrics, report)
     t = report["test"]
     print(f"train: test R2 {t['r2']:.4f}  MSE {t['mse']:.4f}  first predictions "
           + " ".join(f"{v:.3f}" for v in report["first_test_predictions"]))

@@ -1,6 +1,7 @@
 """Check that the ONNX models predict what they claim, in anyone's onnxruntime session.
 
-    python -m pipeline.verify      # re-checks the models in $ARTIFACTS against their sources
+The export stage runs these checks before it writes a model; `make verify` (pipeline.export
+--verify-only) re-runs them on the files on disk.
 
 Every comparison is repeated under a plain ``InferenceSession(path)`` with default options
 and under every graph optimization level, because onnxruntime's optimizer rewrites graphs:
@@ -10,7 +11,6 @@ that pattern; this module proves it did.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from pipeline import config
-from pipeline.errors import UserError, run_cli
+from pipeline import tolerances
+from pipeline.errors import UserError
 
 DEFAULT_SESSION = "default"
 
@@ -99,37 +99,9 @@ def check_models(models: dict[str, bytes], float_reference: np.ndarray,
         except onnx.checker.ValidationError as err:
             raise VerificationError(f"{name} ONNX model fails the checker: {str(err).splitlines()[0]}") from None
     checks = [
-        Check("float ONNX vs sklearn", models["float"], float_reference, config.TOL_FLOAT_VS_SKLEARN),
+        Check("float ONNX vs sklearn", models["float"], float_reference, tolerances.TOL_FLOAT_VS_SKLEARN),
         Check("dequant ONNX vs dequantized sklearn", models["dequant"], dequant_reference,
-              config.TOL_DEQUANT_VS_SKLEARN),
-        Check("uint8 ONNX vs dequant ONNX", models["uint8"], models["dequant"], config.TOL_UINT8_VS_DEQUANT),
+              tolerances.TOL_DEQUANT_VS_SKLEARN),
+        Check("uint8 ONNX vs dequant ONNX", models["uint8"], models["dequant"], tolerances.TOL_UINT8_VS_DEQUANT),
     ]
     return {c.name: {"tolerance": c.tol, "max_abs_diff": run_check(c, X)} for c in checks}
-
-
-def main(argv: list[str] | None = None) -> int:
-    import joblib
-
-    from pipeline import data, quantize, train
-
-    parser = argparse.ArgumentParser(prog="pipeline.verify", description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
-    out = config.artifacts_dir()
-    paths = {v: out / config.ONNX_NAMES[v] for v in config.MODEL_VARIANTS}
-    missing = [str(p) for p in [*paths.values(), out / train.MODEL_NAME] if not p.exists()]
-    if missing:
-        raise UserError(f"missing {', '.join(missing)}; run `make all` first")
-    X = verification_inputs(data.load_split(out / data.SPLIT_NAME))
-    float_model = joblib.load(out / train.MODEL_NAME)
-    dequant_model = joblib.load(out / quantize.DEQUANT_MODEL_NAME)
-    results = check_models({v: p.read_bytes() for v, p in paths.items()},
-                           sklearn_reference(float_model, X),
-                           sklearn_reference(dequant_model, X), X)
-    for name, result in results.items():
-        worst = max(result["max_abs_diff"].values())
-        print(f"verify: {name}: max |diff| {worst:.2e} <= {result['tolerance']:g} at every level")
-    return 0
-
-
-if __name__ == "__main__":
-    run_cli(main, "pipeline.verify")

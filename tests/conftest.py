@@ -1,22 +1,26 @@
-"""Shared fixtures. Unit tests need nothing; integration tests need the dataset and build the
-pipeline into a temporary folder, never into the user's artifacts/."""
+"""Fixtures and collection rules. Unit tests need nothing; integration tests need the dataset
+and build the pipeline into a temporary folder, never into the user's artifacts/.
+
+HOUSING_REQUIRE_DATA=1 (set by .ci/run and the workflow) turns a missing dataset into a
+failure: CI must not pass by skipping the integration tests.
+"""
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data" / "scikit_learn_data"
-DATASET_FILE = "cal_housing_py3.pkz"
+from helpers import DATASET_FILE, REPO, SHARED_DATA, dataset_available, make
 
 # Offline machines keep scikit-learn's cache beside the repo; users with internet need nothing.
 if "SCIKIT_LEARN_DATA" not in os.environ and SHARED_DATA.is_dir():
     os.environ["SCIKIT_LEARN_DATA"] = str(SHARED_DATA)
+
+REQUIRE_DATA = os.environ.get("HOUSING_REQUIRE_DATA") == "1"
+MISSING_DATA = (f"California Housing dataset absent: set SCIKIT_LEARN_DATA to a folder holding {DATASET_FILE} "
+                "(or run `make all` once with internet)")
 
 
 def pytest_configure(config):
@@ -24,43 +28,22 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "container: needs a Docker engine and the built image")
 
 
-def dataset_available() -> bool:
-    from sklearn.datasets import get_data_home
-    return (Path(get_data_home()) / DATASET_FILE).is_file()
-
-
 def pytest_collection_modifyitems(config, items):
     if dataset_available():
         return
-    skip = pytest.mark.skip(reason="California Housing dataset absent: set SCIKIT_LEARN_DATA to a folder "
-                                   f"holding {DATASET_FILE} (or run once with internet)")
-    for item in items:
-        if "integration" in item.keywords:
-            item.add_marker(skip)
-
-
-def run_module(module: str, *args: str, env: dict | None = None, cwd: Path = REPO,
-               stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m module` as a user would; returns the completed process (bytes)."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
-                          input=stdin, capture_output=True, timeout=300)
-
-
-def make(*args: str, artifacts: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run make in the repo with ARTIFACTS pointing at a temporary folder."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("BITS", None)
-    return subprocess.run(["make", "--no-print-directory", f"ARTIFACTS={artifacts}",
-                           f"PY={sys.executable}", *args],
-                          cwd=REPO, env=full_env, capture_output=True, text=True, timeout=600)
+    wanted = [item for item in items if "integration" in item.keywords]
+    if wanted and REQUIRE_DATA:
+        raise pytest.UsageError(f"HOUSING_REQUIRE_DATA=1 and {len(wanted)} integration tests would skip: "
+                                + MISSING_DATA)
+    for item in wanted:
+        item.add_marker(pytest.mark.skip(reason=MISSING_DATA))
 
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> Path:
     """`make all` into a temporary folder, once per session."""
     if not dataset_available():
-        pytest.skip("California Housing dataset absent")
+        pytest.skip(MISSING_DATA)  # only integration tests use it; see pytest_collection_modifyitems
     out = tmp_path_factory.mktemp("artifacts")
     result = make("all", artifacts=out)
     assert result.returncode == 0, result.stdout + result.stderr

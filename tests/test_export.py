@@ -6,10 +6,10 @@ import json
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 
-from helpers import california_like_rows, linear_model, random_params
-from pipeline import config, export, verify
+from helpers import california_like_rows, linear_model, matmul_dequant_model, random_params
+from pipeline import config, export, onnx_spec, tolerances, verify
 
 LEVELS = list(verify.optimization_levels().items())
 
@@ -23,14 +23,14 @@ def test_uint8_graph_equals_numpy_dequantized_dot_product_at_every_level(seed, l
     expected = X.astype(np.float64) @ params.weights().astype(np.float64) + float(params.intercept)
     got = verify.run_session(verify.make_session(blob, level), X)
     # float32 sums with terms up to |1400 * 1.28|: relative error of a few float32 ulps.
-    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-3)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=tolerances.TOL_SYNTHETIC_UINT8_GRAPH)
 
 
 def test_uint8_graph_structure_and_pinned_versions():
     model = export.build_uint8_model(random_params(1))
     onnx.checker.check_model(model, full_check=True)
-    assert model.ir_version == config.ONNX_IR_VERSION
-    assert {(o.domain, o.version) for o in model.opset_import} == {("", config.ONNX_OPSET)}
+    assert model.ir_version == onnx_spec.ONNX_IR_VERSION
+    assert {(o.domain, o.version) for o in model.opset_import} == {("", onnx_spec.ONNX_OPSET)}
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     assert inits["coef_codes"].dtype == np.uint8 and inits["coef_codes"].shape == (8,)
     assert inits["coef_scale"].shape == () and inits["coef_zero_point"].dtype == np.uint8
@@ -41,7 +41,7 @@ def test_uint8_graph_structure_and_pinned_versions():
     assert ops[0] == "DequantizeLinear" and "MatMul" not in ops and "Gemm" not in ops
     (inp,) = model.graph.input
     dims = inp.type.tensor_type.shape.dim
-    assert inp.name == config.INPUT_NAME and inp.type.tensor_type.elem_type == TensorProto.FLOAT
+    assert inp.name == onnx_spec.INPUT_NAME and inp.type.tensor_type.elem_type == TensorProto.FLOAT
     assert len(dims) == 2 and not dims[0].HasField("dim_value") and dims[1].dim_value == 8
 
 
@@ -51,12 +51,12 @@ def test_skl2onnx_conversion_matches_sklearn(seed):
     sk = linear_model(rng.normal(size=8) * 0.3, rng.normal() * 10)
     model = export.convert_sklearn(sk)
     onnx.checker.check_model(model, full_check=True)
-    assert model.ir_version == config.ONNX_IR_VERSION
+    assert model.ir_version == onnx_spec.ONNX_IR_VERSION
     assert len({o.domain for o in model.opset_import}) == len(model.opset_import)  # no repeated domain
     X = california_like_rows(seed=seed)
     for _, level in LEVELS:
         got = verify.run_session(verify.make_session(model.SerializeToString(), level), X)
-        np.testing.assert_allclose(got, sk.predict(X.astype(np.float64)), rtol=0, atol=1e-3)
+        np.testing.assert_allclose(got, sk.predict(X.astype(np.float64)), rtol=0, atol=tolerances.TOL_SYNTHETIC_SKL2ONNX)
 
 
 def test_metadata_carries_features_bits_metrics_and_input_hashes(tmp_path):
@@ -72,30 +72,13 @@ def test_metadata_carries_features_bits_metrics_and_input_hashes(tmp_path):
     assert json.loads(props["input_sha256"]) == {"quant_params": hashlib.sha256(b"stand-in input").hexdigest()}
 
 
-def matmul_dequant_model(params) -> onnx.ModelProto:
-    """The obvious graph, DequantizeLinear -> MatMul, which onnxruntime's default optimizer
-    fuses into MatMulNBits (quantizing the input too). Kept here to prove verify catches it."""
-    inits = [numpy_helper.from_array(params.codes.reshape(8, 1), "q"),
-             numpy_helper.from_array(np.array(params.scale, np.float32), "s"),
-             numpy_helper.from_array(np.array(params.zero_point, np.uint8), "z"),
-             numpy_helper.from_array(np.array([params.intercept], np.float32), "b")]
-    nodes = [helper.make_node("DequantizeLinear", ["q", "s", "z"], ["w"]),
-             helper.make_node("MatMul", [config.INPUT_NAME, "w"], ["xw"]),
-             helper.make_node("Add", ["xw", "b"], [config.OUTPUT_NAME])]
-    inputs = [helper.make_tensor_value_info(config.INPUT_NAME, TensorProto.FLOAT, [None, 8])]
-    outputs = [helper.make_tensor_value_info(config.OUTPUT_NAME, TensorProto.FLOAT, [None, 1])]
-    graph = helper.make_graph(nodes, "matmul", inputs, outputs, inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", config.ONNX_OPSET)],
-                             ir_version=config.ONNX_IR_VERSION)
-
-
 def test_verification_rejects_the_fused_matmul_graph():
     params = random_params(2)
     good = export.build_uint8_model(params).SerializeToString()
     bad = matmul_dequant_model(params).SerializeToString()
     X = california_like_rows()
     with pytest.raises(verify.VerificationError, match="ORT_ENABLE_EXTENDED|ORT_ENABLE_ALL|default"):
-        verify.run_check(verify.Check("matmul vs mul", bad, good, config.TOL_UINT8_VS_DEQUANT), X)
+        verify.run_check(verify.Check("matmul vs mul", bad, good, tolerances.TOL_UINT8_VS_DEQUANT), X)
 
 
 def test_verification_rejects_a_wrong_weight():
@@ -105,7 +88,7 @@ def test_verification_rejects_a_wrong_weight():
     wrong = linear_model(params.weights() + np.array([0, 0, 0, 0, 0, 0, 1e-3, 0]), params.intercept)
     with pytest.raises(verify.VerificationError, match="max \\|difference\\|"):
         verify.run_check(verify.Check("wrong", export.convert_sklearn(wrong).SerializeToString(),
-                                      sk.predict(X.astype(np.float64)), config.TOL_DEQUANT_VS_SKLEARN), X)
+                                      sk.predict(X.astype(np.float64)), tolerances.TOL_DEQUANT_VS_SKLEARN), X)
 
 
 def test_checker_rejects_an_invalid_graph():

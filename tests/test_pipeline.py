@@ -9,8 +9,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import make, run_module
-from pipeline import config, data, quantize, train, verify
+from helpers import make, matmul_dequant_model, run_module, stage_commands
+from pipeline import config, data, export, optimality, quant_eval, quantize, quantizer, tolerances, train, verify
+from pipeline.qparams import load_params, predict
 from pipeline.metrics import regression_metrics
 
 pytestmark = pytest.mark.integration
@@ -29,49 +30,67 @@ def float_model(split):
 
 
 def test_reproduces_the_published_figures(built):
-    metrics = json.loads((built / "train_metrics.json").read_text())
-    assert metrics["test"]["r2"] == pytest.approx(0.5758, abs=5e-5)
-    assert metrics["test"]["mse"] == pytest.approx(0.5559, abs=5e-5)
-    np.testing.assert_allclose(metrics["first_test_predictions"][:5], [0.719, 1.764, 2.710, 2.839, 2.605], atol=5e-4)
+    metrics = json.loads((built / config.ARTIFACT_NAMES["train_metrics"]).read_text())
+    assert metrics["test"]["r2"] == pytest.approx(tolerances.PUBLISHED_TEST_R2, abs=tolerances.PUBLISHED_ROUNDING)
+    assert metrics["test"]["mse"] == pytest.approx(tolerances.PUBLISHED_TEST_MSE, abs=tolerances.PUBLISHED_ROUNDING)
+    np.testing.assert_allclose(metrics["first_test_predictions"][:5], tolerances.PUBLISHED_FIRST_PREDICTIONS,
+                               atol=tolerances.PUBLISHED_ROUNDING)
 
 
 def test_8_bits_keeps_the_float_accuracy(split, float_model):
-    params = quantize.quantize(float_model.coef_, split.X_train, split.y_train, 8)
+    params, _ = quantize.quantize(float_model.coef_, split.X_train, split.y_train, 8)
     float_test = regression_metrics(split.y_test, float_model.predict(split.X_test))
     float_train = regression_metrics(split.y_train, float_model.predict(split.X_train))
-    test = regression_metrics(split.y_test, quantize.predict(params, split.X_test))
-    trn = regression_metrics(split.y_train, quantize.predict(params, split.X_train))
-    assert abs(test["r2"] - float_test["r2"]) <= 1e-3
-    assert trn["mse"] <= float_train["mse"] * 1.001
+    test = regression_metrics(split.y_test, predict(params, split.X_test))
+    trn = regression_metrics(split.y_train, predict(params, split.X_train))
+    assert abs(test["r2"] - float_test["r2"]) <= tolerances.MAX_TEST_R2_CHANGE_8BIT
+    assert trn["mse"] <= float_train["mse"] * (1 + tolerances.MAX_TRAIN_MSE_INCREASE_8BIT)
 
 
-@pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 7])
-def test_low_bit_widths_work_and_3_bits_keeps_r2_above_056(split, float_model, bits):
-    params = quantize.quantize(float_model.coef_, split.X_train, split.y_train, bits)
-    test_r2 = regression_metrics(split.y_test, quantize.predict(params, split.X_test))["r2"]
-    naive = quantize.naive_quantize(float_model.coef_, bits)
-    naive_r2 = regression_metrics(split.y_test, split.X_test @ naive.weights() + float_model.intercept_)["r2"]
-    assert test_r2 > naive_r2
-    if bits == 3:
-        assert test_r2 >= 0.56
-        assert naive_r2 < 0  # what the references ship: the method, not luck, makes the difference
-    assert test_r2 >= 0.55
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_every_width_no_worse_than_naive_or_a_dense_brute_force_search(split, float_model, bits):
+    """The claim at each width, on the real data, in training excess MSE (test R² is chance):
+    within the limit the README states, no worse than naive rounding with the same refitted
+    intercept, and no worse (beyond its certified gap) than an exact search at 512 scales per
+    octave from 1/4x to 4x the min-max scale, every zero point at each."""
+    coef = float_model.coef_
+    cov = np.cov(split.X_train, rowvar=False, bias=True)
+    float_mse = regression_metrics(split.y_train, float_model.predict(split.X_train))["mse"]
+    params, found = quantize.quantize(coef, split.X_train, split.y_train, bits)
+    trn = regression_metrics(split.y_train, predict(params, split.X_train))
+    assert trn["mse"] / float_mse - 1 <= tolerances.MAX_TRAIN_MSE_INCREASE[bits]
+    naive = quantizer.excess_mse(quant_eval.naive_weights(coef, bits), coef, cov)
+    assert found.excess_mse <= naive
+    dense = optimality.best_over_scales(coef, cov, bits, optimality.dense_grid(coef, bits, per_octave=512))
+    assert found.gap_bound is not None
+    assert found.excess_mse <= dense + found.gap_bound + tolerances.COST_RTOL * dense
+
+
+def test_3_bits_keeps_r2_where_naive_rounding_collapses(split, float_model):
+    params, _ = quantize.quantize(float_model.coef_, split.X_train, split.y_train, 3)
+    test_r2 = regression_metrics(split.y_test, predict(params, split.X_test))["r2"]
+    naive_pred = split.X_test @ quant_eval.naive_weights(float_model.coef_, 3).astype(np.float64) \
+        + float_model.intercept_
+    assert test_r2 >= tolerances.MIN_TEST_R2_3BIT
+    assert regression_metrics(split.y_test, naive_pred)["r2"] < 0  # what the references ship
 
 
 @pytest.mark.parametrize("label,level", LEVELS, ids=[n for n, _ in LEVELS])
 def test_onnx_equivalences_at_every_level(built, split, label, level):
     X = split.X_test.astype(np.float32)
-    float_sk = joblib.load(built / train.MODEL_NAME)
-    dequant_sk = joblib.load(built / quantize.DEQUANT_MODEL_NAME)
+    float_sk = joblib.load(built / config.ARTIFACT_NAMES["model"])
+    dequant_sk = export.dequantized_model(load_params(built / config.ARTIFACT_NAMES["quant_params"]))
 
     def run(variant):
         return verify.run_session(verify.make_session(built / config.ONNX_NAMES[variant], level), X)
 
-    assert np.max(np.abs(run("float") - float_sk.predict(X.astype(np.float64)))) <= 1e-4
-    assert np.max(np.abs(run("dequant") - dequant_sk.predict(X.astype(np.float64)))) <= 1e-4
-    assert np.max(np.abs(run("uint8") - run("dequant"))) <= 5e-5
+    X64 = X.astype(np.float64)
+    assert np.max(np.abs(run("float") - float_sk.predict(X64))) <= tolerances.TOL_FLOAT_VS_SKLEARN
+    assert np.max(np.abs(run("dequant") - dequant_sk.predict(X64))) <= tolerances.TOL_DEQUANT_VS_SKLEARN
+    assert np.max(np.abs(run("uint8") - run("dequant"))) <= tolerances.TOL_UINT8_VS_DEQUANT
     r2 = regression_metrics(split.y_test, run("uint8"))["r2"]
-    assert abs(r2 - regression_metrics(split.y_test, float_sk.predict(split.X_test))["r2"]) <= 1e-3
+    float_r2 = regression_metrics(split.y_test, float_sk.predict(split.X_test))["r2"]
+    assert abs(r2 - float_r2) <= tolerances.MAX_TEST_R2_CHANGE_8BIT
 
 
 def test_uint8_model_holds_uint8_codes_and_its_metadata(built):
@@ -95,11 +114,11 @@ def test_make_all_twice_is_a_no_op(built):
     assert make("-q", "all", artifacts=built).returncode == 0
 
 
-def test_touching_quantize_reruns_quantize_and_export_not_train(built):
-    result = make("-n", "-W", "pipeline/quantize.py", "all", artifacts=built)
-    commands = result.stdout
-    assert "pipeline.quantize" in commands and "pipeline.export" in commands
-    assert "pipeline.train" not in commands and "pipeline.data" not in commands
+def test_touching_quantize_reruns_quantize_and_export_not_train(built_copy):
+    """A real run (make -n cannot tell that a grouped target's outputs would change)."""
+    result = make("-W", "pipeline/quantize.py", "all", artifacts=built_copy)
+    assert result.returncode == 0, result.stderr
+    assert stage_commands(result.stdout) == {"pipeline.quantize", "pipeline.export", "pipeline.manifest"}
 
 
 def test_changing_bits_reruns_quantize(built):
@@ -114,7 +133,7 @@ def test_bits_3_pipeline_end_to_end(tmp_path, built):
     result = make("all", "BITS=3", artifacts=out)
     assert result.returncode == 0, result.stderr
     stored = json.loads((out / "quant_params.json").read_text())
-    assert stored["bits"] == 3 and max(stored["codes"]) <= 7 and stored["metrics"]["test"]["r2"] >= 0.56
+    assert stored["bits"] == 3 and max(stored["codes"]) <= 7 and stored["metrics"]["test"]["r2"] >= tolerances.MIN_TEST_R2_3BIT
 
 
 def test_compare_table_from_the_artifacts(built_copy):
@@ -124,11 +143,16 @@ def test_compare_table_from_the_artifacts(built_copy):
     by_name = {r["variant"]: r for r in table}
     assert list(by_name) == ["sklearn float (joblib)", "quantized params (joblib)",
                              "ONNX float", "ONNX dequant", "ONNX uint8"]
-    assert by_name["sklearn float (joblib)"]["test_r2"] == pytest.approx(0.5758, abs=5e-5)
-    assert abs(by_name["ONNX uint8"]["test_r2"] - by_name["ONNX float"]["test_r2"]) <= 1e-3
+    assert by_name["sklearn float (joblib)"]["test_r2"] == pytest.approx(tolerances.PUBLISHED_TEST_R2,
+                                                                         abs=tolerances.PUBLISHED_ROUNDING)
+    r2_change = by_name["ONNX uint8"]["test_r2"] - by_name["ONNX float"]["test_r2"]
+    assert abs(r2_change) <= tolerances.MAX_TEST_R2_CHANGE_8BIT
     assert by_name["ONNX uint8"]["payload_bytes"] == 8 + 4 + 1 + 4
     assert by_name["ONNX float"]["payload_bytes"] == 9 * 4
     assert "| ONNX uint8 |" in result.stdout and (built_copy / "compare.md").read_text() in result.stdout
+    # compare.json and compare.md are file targets: a second `make compare` only prints them.
+    again = make("compare", artifacts=built_copy)
+    assert again.returncode == 0 and "pipeline.compare" not in again.stdout, again.stdout
 
 
 def test_runtime_on_the_real_artifacts_equals_a_default_session(built, split):
@@ -154,8 +178,7 @@ def test_the_matmul_form_would_be_ruined_by_the_default_optimizer(built, split):
     """Why model_uint8.onnx uses Mul + ReduceSum: the same weights behind DequantizeLinear ->
     MatMul, in a default session, get fused into MatMulNBits and lose the model. If a future
     onnxruntime stops doing this, this test says so."""
-    from test_export import matmul_dequant_model
-    params = quantize.load_params(built / quantize.PARAMS_JOBLIB)
+    params = load_params(built / config.ARTIFACT_NAMES["quant_params"])
     session = ort.InferenceSession(matmul_dequant_model(params).SerializeToString())
     r2 = regression_metrics(split.y_test, verify.run_session(session, split.X_test))["r2"]
     print(f"\nDequantizeLinear -> MatMul in a default onnxruntime {ort.__version__} session: test R2 {r2:.2f}")
