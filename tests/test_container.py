@@ -92,7 +92,12 @@ def test_float_model_json_output(tmp_path):
     result = run_image("--model", "float", "--format", "json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["model"] == "float" and len(doc["predictions"]) == config.SAMPLE_ROWS
+    assert doc["model"] == "float"
+    model = image_file("/app/artifacts/model_float.onnx", tmp_path)
+    sample = image_file("/app/artifacts/sample.csv", tmp_path)
+    X = np.loadtxt(sample, delimiter=",", skiprows=1, ndmin=2)
+    # JSON carries float32 values as their shortest repr, which parses back to the same float32.
+    np.testing.assert_array_equal(np.array(doc["predictions"], dtype=np.float32), host_predictions(model, X))
 
 
 def test_bad_csv_exits_2_with_one_line_and_no_output():
