@@ -124,6 +124,12 @@ class _Incumbent:
         if found is None:
             return None
         self.offer(found[0], scale)
+        # The same codes at their own best scale (closed form) cost nothing more to score, and
+        # can only be better: every code vector the walk meets is judged at its optimum.
+        if np.any(found[0]):
+            own = optimal_scale(found[0], self.coef, self.cov)
+            if own > 0:
+                self.offer(found[0], np.float32(own))
         return found[1] * s * s
 
 

@@ -56,7 +56,8 @@ def test_skl2onnx_conversion_matches_sklearn(seed):
     X = california_like_rows(seed=seed)
     for _, level in LEVELS:
         got = verify.run_session(verify.make_session(model.SerializeToString(), level), X)
-        np.testing.assert_allclose(got, sk.predict(X.astype(np.float64)), rtol=0, atol=tolerances.TOL_SYNTHETIC_SKL2ONNX)
+        np.testing.assert_allclose(got, sk.predict(X.astype(np.float64)), rtol=0,
+                                   atol=tolerances.TOL_SYNTHETIC_SKL2ONNX)
 
 
 def test_metadata_carries_features_bits_metrics_and_input_hashes(tmp_path):

@@ -216,11 +216,12 @@ def test_runtime_imports_only_stdlib_numpy_and_onnxruntime(art):
 # hook that records every unpickled global and every file opened with a pickle's suffix.
 PICKLE_PROBE = """
 import io, contextlib, json, sys
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle", ".npz", ".npy")
 seen = []
 def hook(event, args):
     if event == "pickle.find_class":
         seen.append(f"pickle.find_class {args[0]}.{args[1]}")
-    elif event == "open" and isinstance(args[0], str) and args[0].endswith((".joblib", ".pkl", ".pickle", ".npz", ".npy")):
+    elif event == "open" and isinstance(args[0], str) and args[0].endswith(PICKLE_SUFFIXES):
         seen.append(f"open {args[0]}")
 sys.addaudithook(hook)
 if sys.argv[1] == "control":
