@@ -263,6 +263,9 @@ def search(coef: np.ndarray, cov: np.ndarray, bits: int, rel_gap: float = REL_GA
             best.solve(lattice, scale)
 
     coef_norm = math.sqrt(float(coef @ cov @ coef))
+    # An exact incumbent (weights on the grid) needs no walk: its gap is zero.
+    step = taken = 0.0
+    scale_range = (float(best.scale), float(best.scale))
     for _ in range(MAX_WALKS):
         bound = best.excess
         if bound == 0.0:
@@ -285,7 +288,7 @@ def search(coef: np.ndarray, cov: np.ndarray, bits: int, rel_gap: float = REL_GA
     # The optimum's scale s* lies in scale_range (certified for bound >= optimum); the walk
     # solved F within (1 + step)(1 + float32 rounding) of it, or proved nothing there wins.
     e_total = step + 2 * FLOAT32_REL
-    gap = e_total ** 2 * (coef_norm + math.sqrt(best.excess)) ** 2
+    gap = e_total ** 2 * (coef_norm + math.sqrt(best.excess)) ** 2 if best.excess > 0 else 0.0
     offsets = best.offsets.astype(np.int64)
     zero_point = choose_zero_point(offsets, naive_zero, qmax)
     return Search(codes=(offsets + zero_point).astype(np.uint8), scale=best.scale,

@@ -152,6 +152,13 @@ def test_the_certificate_holds_on_adversarial_covariances_too(seed):
         assert result.excess_mse <= naive_excess(coef, cov, bits)
 
 
+def test_weights_already_on_a_grid_quantize_exactly():
+    coef = np.array([3, -2, 0, 1, 5, -4, 2, 1], dtype=np.float64) * 0.25
+    result = quantizer.search(coef, np.eye(8) + 0.1, 4)
+    assert result.excess_mse == 0.0 and result.gap_bound == 0.0
+    np.testing.assert_array_equal(dequantize(result.codes, result.scale, result.zero_point), coef)
+
+
 def test_all_zero_weights_quantize_exactly():
     result = quantizer.search(np.zeros(8), np.eye(8), 8)
     assert result.excess_mse == 0.0 and not np.any(dequantize(result.codes, result.scale, result.zero_point))
