@@ -63,6 +63,9 @@ WALK_BUDGET = 2000
 # chosen for the old one would certify less than REL_GAP; this many walks at most.
 MAX_WALKS = 3
 BISECTION_STEPS = 40
+# The bisection for the scale floor stops when it is this close, relatively, to a scale known
+# to be competitive: far finer than the walk's step, so the walk below it costs a solve or two.
+FLOOR_PRECISION = 1e-6
 REFINE_ROUNDS = 20
 # float32 scales differ from the float64 values they round by this much, relatively, at most.
 FLOAT32_REL = 2.0 ** -24
@@ -139,62 +142,70 @@ def reachable_range(d: np.ndarray) -> tuple[float, float]:
     return -(neg + max(total, 0.0)), pos + max(-total, 0.0)
 
 
-def direction_floor(d: np.ndarray, coef: np.ndarray, cov_inv: np.ndarray, qmax: int, excess: float) -> float:
-    """Below this scale no codes reach an excess <= ``excess``, as seen along direction d."""
-    a, b = reachable_range(d)
-    centre = float(d @ coef)
-    half_width = math.sqrt(max(excess * float(d @ cov_inv @ d), 0.0))
-    if centre - half_width > 0 and b > 0:
-        return (centre - half_width) / (qmax * b)
-    if centre + half_width < 0 and a < 0:
-        return (centre + half_width) / (qmax * a)
-    return 0.0
+@dataclass(frozen=True)
+class ScaleBounds:
+    """Where the optimal scale can be (module docstring, step 2), for one problem: what the
+    bounds need of the covariance is computed once, for every bound the search asks for."""
+    coef: np.ndarray
+    cov: np.ndarray
+    qmax: int
+    cov_inv: np.ndarray
+    chol_t: np.ndarray        # C = chol_t^T chol_t
+    directions: tuple         # the fixed directions: coordinates, their differences, C w
 
+    @classmethod
+    def of(cls, coef: np.ndarray, cov: np.ndarray, qmax: int) -> ScaleBounds:
+        n = coef.size
+        eye = np.eye(n)
+        directions = [eye[i] for i in range(n)] + [eye[i] - eye[j] for i in range(n) for j in range(n) if i != j]
+        directions.append(cov @ coef)
+        return cls(coef, cov, qmax, np.linalg.inv(cov), np.linalg.cholesky(cov).T, tuple(directions))
 
-def relaxation_direction(coef: np.ndarray, chol_t: np.ndarray, cov: np.ndarray, qmax: int,
-                         scale: float) -> np.ndarray:
-    """C (w - u*) for u* minimising (u - w)^T C (u - w) over U(scale): the direction along
-    which the continuous relaxation proves its bound. Any approximation of u* still gives a
-    valid direction; only the bound's tightness depends on it."""
-    n = coef.size
-    reach = scale * qmax
-    design = chol_t @ np.hstack([np.eye(n), np.ones((n, 1))])   # u = y + t
-    lower = np.r_[np.zeros(n), -reach]
-    upper = np.r_[np.full(n, reach), 0.0]
-    result = lsq_linear(design, chol_t @ coef, bounds=(lower, upper), method="bvls")
-    u = result.x[:n] + result.x[n]
-    return cov @ (coef - u)
+    def direction_floor(self, d: np.ndarray, excess: float) -> float:
+        """Below this scale no codes reach an excess <= ``excess``, as seen along direction d."""
+        a, b = reachable_range(d)
+        centre = float(d @ self.coef)
+        half_width = math.sqrt(max(excess * float(d @ self.cov_inv @ d), 0.0))
+        if centre - half_width > 0 and b > 0:
+            return (centre - half_width) / (self.qmax * b)
+        if centre + half_width < 0 and a < 0:
+            return (centre + half_width) / (self.qmax * a)
+        return 0.0
 
+    def relaxation_direction(self, scale: float) -> np.ndarray:
+        """C (w - u*) for u* minimising (u - w)^T C (u - w) over U(scale): the direction along
+        which the continuous relaxation proves its bound. Any approximation of u* still gives
+        a valid direction; only the bound's tightness depends on it."""
+        n = self.coef.size
+        reach = scale * self.qmax
+        design = self.chol_t @ np.hstack([np.eye(n), np.ones((n, 1))])   # u = y + t
+        lower = np.r_[np.zeros(n), -reach]
+        upper = np.r_[np.full(n, reach), 0.0]
+        result = lsq_linear(design, self.chol_t @ self.coef, bounds=(lower, upper), method="bvls")
+        u = result.x[:n] + result.x[n]
+        return self.cov @ (self.coef - u)
 
-def scale_floor(coef: np.ndarray, cov: np.ndarray, qmax: int, excess: float, competitive: float) -> float:
-    """A scale below which nothing beats ``excess`` (step 2 of the module docstring).
+    def floor(self, excess: float, competitive: float) -> float:
+        """A scale below which nothing beats ``excess``.
 
-    ``competitive`` is a scale known to reach ``excess`` (the incumbent's), where the
-    bisection for the relaxation's bound stops."""
-    cov_inv = np.linalg.inv(cov)
-    n = coef.size
-    eye = np.eye(n)
-    directions = [eye[i] for i in range(n)] + [eye[i] - eye[j] for i in range(n) for j in range(n) if i != j]
-    directions.append(cov @ coef)
-    floor = max(direction_floor(d, coef, cov_inv, qmax, excess) for d in directions)
-    chol_t = np.linalg.cholesky(cov).T
-    low, high = floor, competitive
-    for _ in range(BISECTION_STEPS):
-        if low <= 0 or high <= low * (1 + 1e-9):
-            break
-        mid = math.sqrt(low * high)
-        d = relaxation_direction(coef, chol_t, cov, qmax, mid)
-        bound = direction_floor(d, coef, cov_inv, qmax, excess)
-        if bound >= mid:
-            low = bound          # the relaxation proves nothing below `bound` beats the incumbent
-        else:
-            high = mid
-    return max(low, floor)
+        ``competitive`` is a scale known to reach ``excess`` (the incumbent's), where the
+        bisection for the relaxation's bound starts from above."""
+        floor = max(self.direction_floor(d, excess) for d in self.directions)
+        low, high = floor, competitive
+        for _ in range(BISECTION_STEPS):
+            if low <= 0 or high <= low * (1 + FLOOR_PRECISION):
+                break
+            mid = math.sqrt(low * high)
+            bound = self.direction_floor(self.relaxation_direction(mid), excess)
+            if bound >= mid:
+                low = bound          # the relaxation proves nothing below `bound` beats the incumbent
+            else:
+                high = mid
+        return max(low, floor)
 
-
-def scale_ceiling(coef: np.ndarray, cov: np.ndarray, excess: float) -> float:
-    """A scale above which nothing beats ``excess``: s <= max_i |w_i| + sqrt(excess (C^-1)_ii)."""
-    return float(np.max(np.abs(coef) + np.sqrt(excess * np.diag(np.linalg.inv(cov)))))
+    def ceiling(self, excess: float) -> float:
+        """A scale above which nothing beats ``excess``: s <= max_i |w_i| + sqrt(excess (C^-1)_ii)."""
+        return float(np.max(np.abs(self.coef) + np.sqrt(excess * np.diag(self.cov_inv))))
 
 
 def certified_step(coef_norm: float, excess: float, rel_gap: float) -> float:
@@ -216,9 +227,11 @@ def walk(best: _Incumbent, lattice: Lattice, low: float, high: float, step: floa
     while float(scale) <= high:
         if solves == budget:  # the certified step would take too long here: widen it to fit
             step = max(step, (high / float(scale)) ** (1.0 / budget) - 1.0)
-        value = best.solve(lattice, scale, reach=reach if scale >= best.scale else 1.0)
+        # Below the incumbent's scale solves are costlier (the box clips the target): no reach.
+        within = reach if scale >= best.scale else 1.0
+        value = best.solve(lattice, scale, reach=within)
         solves += 1
-        known = value if value is not None else (reach if scale >= best.scale else 1.0) * best.excess
+        known = value if value is not None else within * best.excess
         # Nothing within reach: look further next time, to stride further; else start small.
         reach = min(reach * WALK_REACH, MAX_WALK_REACH) if value is None else WALK_REACH
         root_b = math.sqrt(best.excess)
@@ -251,11 +264,12 @@ def search(coef: np.ndarray, cov: np.ndarray, bits: int, rel_gap: float = REL_GA
     codes, naive_scale, naive_zero = naive_codes(coef, bits)
     best.offer(codes.astype(np.int64) - naive_zero, naive_scale)
     lattice = Lattice.of(cov)
+    bounds = ScaleBounds.of(coef, cov, qmax)
 
     # Outward from the naive scale, where good codes are, so that the incumbent is tight
     # before the small scales, whose solves are the costliest (the box clips the target).
     # Below the floor nothing beats even the naive pair: those scales are skipped.
-    naive_floor = scale_floor(coef, cov, qmax, best.excess, float(naive_scale))
+    naive_floor = bounds.floor(best.excess, float(naive_scale))
     steps = COARSE_STEPS_PER_OCTAVE
     for k in sorted(range(-COARSE_OCTAVES * steps, COARSE_OCTAVES * steps + 1), key=lambda k: (abs(k), k)):
         scale = np.float32(float(naive_scale) * 2.0 ** (k / steps))
@@ -271,7 +285,7 @@ def search(coef: np.ndarray, cov: np.ndarray, bits: int, rel_gap: float = REL_GA
         if bound == 0.0:
             break
         step = certified_step(coef_norm, bound, rel_gap)
-        scale_range = (scale_floor(coef, cov, qmax, bound, float(best.scale)), scale_ceiling(coef, cov, bound))
+        scale_range = (bounds.floor(bound, float(best.scale)), bounds.ceiling(bound))
         taken = walk(best, lattice, *scale_range, step, coef_norm, WALK_BUDGET)
         # The step was chosen for `bound`; it certifies rel_gap of the final excess only if the
         # incumbent did not improve much since. Otherwise walk again at the finer step.
