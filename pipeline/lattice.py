@@ -103,12 +103,23 @@ class Lattice:
         t = np.asarray(target, dtype=np.float64)[self.order]
         if start is not None and (np.ptp(start) > span or np.abs(start).max() > span):
             start = None
-        if start is None:
-            seed = _coordinate_descent(self.gram, t, *_window(t, span))
-        else:
-            seed = np.asarray(start, dtype=np.float64)[self.order]
-        found = _sphere_decode(self, t, -span, span, span, bound, seed)
+        seed = _coordinate_descent(self.gram, t, *_window(t, span)) if start is None else \
+            np.asarray(start, dtype=np.float64)[self.order]
+        found, _ = _sphere_decode(self, t, -span, span, span, bound, seed)
         return None if found is None else (_unorder(found[0], self.order), found[1])
+
+    def offsets_near(self, target: np.ndarray, span: int, bound: float, radius: float,
+                     start: np.ndarray | None = None) -> tuple[tuple[np.ndarray, float] | None, list[np.ndarray]]:
+        """closest_offsets(target, span, bound, start), and with it every feasible m whose cost
+        is below ``radius``: the codes that may be best at a nearby scale."""
+        t = np.asarray(target, dtype=np.float64)[self.order]
+        if start is not None and (np.ptp(start) > span or np.abs(start).max() > span):
+            start = None
+        seed = _coordinate_descent(self.gram, t, *_window(t, span)) if start is None else \
+            np.asarray(start, dtype=np.float64)[self.order]
+        found, near = _sphere_decode(self, t, -span, span, span, bound, seed, radius)
+        best = None if found is None else (_unorder(found[0], self.order), found[1])
+        return best, [_unorder(m, self.order) for m in near]
 
 
 def closest_codes(gram: np.ndarray, target: np.ndarray, qmax: int) -> np.ndarray:
@@ -116,7 +127,7 @@ def closest_codes(gram: np.ndarray, target: np.ndarray, qmax: int) -> np.ndarray
     lattice = Lattice.of(gram)
     t = np.asarray(target, dtype=np.float64)[lattice.order]
     seed = _coordinate_descent(lattice.gram, t, 0, qmax)
-    found = _sphere_decode(lattice, t, 0, qmax, None, math.inf, seed)
+    found, _ = _sphere_decode(lattice, t, 0, qmax, None, math.inf, seed)
     assert found is not None  # an infinite bound always finds a point
     return _unorder(found[0], lattice.order).astype(np.uint8)
 
@@ -174,25 +185,31 @@ def _completion_bound(lattice: Lattice, k: int, free_opt: np.ndarray, lo: float,
 
 
 def _sphere_decode(lattice: Lattice, target: np.ndarray, lo: int, hi: int, span: int | None,
-                   bound: float, seed: np.ndarray | None) -> tuple[np.ndarray, float] | None:
+                   bound: float, seed: np.ndarray | None, radius: float = -math.inf,
+                   ) -> tuple[tuple[np.ndarray, float] | None, list[np.ndarray]]:
     """Depth-first over coordinates from last to first, values visited in order of distance
-    from the conditional optimum. Each side of it is abandoned once its cost reaches the best
-    cost so far (values farther out on that side only cost more), or once cost plus completion
-    bound reaches it and has stopped falling (it is convex in the value: farther values only
-    cost more).
+    from the conditional optimum. Each side of it is abandoned once its cost reaches the
+    search's limit (values farther out on that side only cost more), or once cost plus
+    completion bound reaches it and has stopped falling (it is convex in the value: farther
+    values only cost more). The limit is the best cost so far, or ``radius`` while that is
+    larger: then every point below ``radius`` is visited.
 
     Each m_k lies in [lo, hi]; with ``span``, also within ``span`` of every value already
-    fixed, which keeps max(m) - min(m) <= span. Returns the best m with cost < bound, or None.
+    fixed, which keeps max(m) - min(m) <= span. Returns the best m with cost < bound (or None)
+    and every m with cost < radius.
     """
     n = target.size
     diag, shift = lattice.diag, lattice.shift
     best: np.ndarray | None = None
     best_cost = bound
+    near: dict[bytes, np.ndarray] = {}  # keyed by value: the seed may be met again as a leaf
     if seed is not None:
         e = seed - target
         seed_cost = float(e @ lattice.gram @ e)
         if seed_cost < best_cost:
             best, best_cost = seed.copy(), seed_cost
+        if seed_cost < radius:
+            near[(seed + 0.0).tobytes()] = seed + 0.0  # + 0.0: no -0.0, so keys match leaves'
     m = np.zeros(n)
 
     def box(fixed_min: float, fixed_max: float) -> tuple[float, float]:
@@ -216,17 +233,20 @@ def _sphere_decode(lattice: Lattice, target: np.ndarray, lo: int, hi: int, span:
             else:
                 v, down = down, down - 1
             c = cost + (diag[k] * (v - center)) ** 2
-            if c < best_cost:
+            if c < max(best_cost, radius):
                 nxt = free_opt.copy()
                 nxt[:k] += (v - center) * shift[k, :k]
                 low, high = min(fixed_min, v), max(fixed_max, v)
                 f = c + _completion_bound(lattice, k, nxt, *box(low, high), span)
-                if f < best_cost:
+                if f < max(best_cost, radius):
                     m[k] = v
-                    if k == 0:
-                        best_cost, best = c, m.copy()
-                    else:
+                    if k > 0:
                         descend(k - 1, c, low, high, nxt)
+                    else:
+                        if c < radius:
+                            near[m.tobytes()] = m.copy()
+                        if c < best_cost:
+                            best_cost, best = c, m.copy()
                     last[going_up] = f
                     continue
                 falling = f < last[going_up]
@@ -238,6 +258,6 @@ def _sphere_decode(lattice: Lattice, target: np.ndarray, lo: int, hi: int, span:
             else:
                 down = vmin - 1
 
-    if _completion_bound(lattice, n, target, lo, hi, span) < best_cost:
+    if _completion_bound(lattice, n, target, lo, hi, span) < max(best_cost, radius):
         descend(n - 1, 0.0, math.inf, -math.inf, target.copy())
-    return None if best is None else (best, best_cost)
+    return (None if best is None else (best, best_cost)), list(near.values())

@@ -4,7 +4,8 @@ What is optimal, precisely. For least-squares weights w and feature covariance C
 w_hat = s * (q - z) with the refitted intercept have training MSE
 MSE(w) + (w_hat - w)^T C (w_hat - w) (the "excess"). This module minimises the excess over
 the codes q in [0, 2^BITS - 1]^8, the zero point z in [0, 2^BITS - 1] and the scale s > 0,
-and returns a certificate: the result is within ``gap_bound`` of the optimum over all three.
+exactly: the result is the optimum over all three, up to the float32 rounding of the stored
+scale and weights, which ``gap_bound`` bounds (about 1e-5 of the excess or less).
 
 1. Codes and zero point, exactly, for each scale tried. With m = q - z the excess is
    f(s, m) = (s m - w)^T C (s m - w), and m is reachable with some zero point iff
@@ -18,20 +19,23 @@ and returns a certificate: the result is within ``gap_bound`` of the optimum ove
      differences, and the gradient C (w - u*) at the continuous relaxation's minimiser u* of
      a bisection over s. Any d gives a valid bound; a good d gives a tight one.
    - Above: some m_i != 0, so s <= |s m_i| <= |w_i| + sqrt(B (C^-1)_ii).
-3. The scales in that range, walked upward, each step certified. f(., m) is a parabola with
-   minimum at s*(m), so f(s, m) = f(s*, m) + (s - s*)^2 m^T C m. After solving F at s1:
-   - a step of (1 + e) keeps, for the optimal (m, s*) in it, f(s1, m) <= optimum +
-     e^2 (|w|_C + sqrt(B))^2; e is chosen so that this is REL_GAP of the excess;
-   - a longer step of (1 + delta), delta = (sqrt(F(s1)) - sqrt(B)) / (|w|_C + sqrt(B)), skips
-     scales where no m can beat B: for such m, |s m|_C <= |w|_C + sqrt(B), so
-     sqrt(f(s, m)) >= sqrt(F(s1)) - |s - s1| |m|_C > sqrt(B). Where F is far above the
-     incumbent the walk strides; near it, it takes the certified step.
-4. Then the scale of the best codes is refined to s*(m) (stored as float32).
+3. The scales in that range, walked upward; every code vector that can be optimal is met.
+   f(., m) is a parabola with minimum at s*(m) (closed form), so
+   f(s, m) = f(s*, m) + (s - s*)^2 m^T C m. For the optimum (m, s*) and a walked scale s1
+   with s1 <= s* <= s1 (1 + e), that gives f(s1, m) <= B + G with G = e^2 (|w|_C + sqrt(B))^2
+   (as s* |m|_C <= |w|_C + sqrt(B)). So at each s1 the decoder lists every m with
+   f(s1, m) < B + G, and each is scored at its own s*(m): the optimum's codes are among them.
+   The step e is chosen so that G is WALK_SLACK of the excess (a few codes listed per scale).
+   A longer step of (1 + delta), delta = (sqrt(F(s1)) - sqrt(B)) / (|w|_C + sqrt(B)), skips
+   scales where no m can beat B: for such m, |s m|_C <= |w|_C + sqrt(B), so
+   sqrt(f(s, m)) >= sqrt(F(s1)) - |s - s1| |m|_C > sqrt(B). Where F is far above the
+   incumbent the walk strides; near it, it takes the step e and lists what is near.
+4. The result is stored as float32 scale and weights; what that rounding may cost is the gap.
 
 The naive pair (min-max scale, rounded zero point, rounded codes) is the first incumbent, so
 the result is never worse than rounding to nearest; a coarse pass around it finds a good
-incumbent before the certified walk. Each inner solve gets the incumbent as its bound and
-its codes as the starting point, so most scales are settled at the first levels of the search.
+incumbent before the walk. Each inner solve gets the incumbent as its bound and its codes as
+the starting point, so most scales are settled at the first levels of the search.
 """
 from __future__ import annotations
 
@@ -44,9 +48,10 @@ from scipy.optimize import lsq_linear
 from pipeline.lattice import Lattice
 from pipeline.qparams import dequantize
 
-# The certified optimality gap, relative to the excess training MSE: the result is within
-# this fraction of its own excess of the best over every scale, zero point and code vector.
-REL_GAP = 1e-3
+# The walk's step lists, at each scale, the codes within this fraction of the incumbent's
+# excess (module docstring, step 3). Exactness does not depend on it, only the balance: a
+# larger value takes fewer, longer steps that each list more codes.
+WALK_SLACK = 1e-2
 # The first, uncertified pass that finds a good incumbent: scales from 1/4x to 4x the
 # min-max scale, this many per octave (2**(k/n) contains 1.0, the naive pair's scale).
 COARSE_STEPS_PER_OCTAVE = 32
@@ -56,17 +61,16 @@ COARSE_OCTAVES = 2
 WALK_REACH = 4.0
 MAX_WALK_REACH = 4.0 ** 8
 # After this many solves in one walk, the rest of the range is walked in as many more, at the
-# step that fits: on problems where the certified step would need more (very ill-conditioned
-# ones, far from this data's), the returned gap bound says how much that costs.
+# step that fits: on problems where the step would need more (very ill-conditioned ones, far
+# from this data's), each solve lists more codes instead; the result stays exact.
 WALK_BUDGET = 2000
-# The walk is repeated (at a finer step) while the incumbent improved so much that the step
-# chosen for the old one would certify less than REL_GAP; this many walks at most.
-MAX_WALKS = 3
+# Each solve lists codes within at most this fraction of the incumbent's excess, however wide
+# the step: beyond the budget, what a wider step would need beyond it is the certified gap.
+MAX_LISTING_SLACK = 0.1
 BISECTION_STEPS = 40
 # The bisection for the scale floor stops when it is this close, relatively, to a scale known
 # to be competitive: far finer than the walk's step, so the walk below it costs a solve or two.
 FLOOR_PRECISION = 1e-6
-REFINE_ROUNDS = 20
 # float32 scales differ from the float64 values they round by this much, relatively, at most.
 FLOAT32_REL = 2.0 ** -24
 
@@ -78,9 +82,9 @@ class Search:
     scale: np.float32
     zero_point: np.uint8
     excess_mse: float         # of the float32 dequantized weights
-    gap_bound: float          # certified: excess_mse - optimum <= gap_bound
+    gap_bound: float          # certified: excess_mse - optimum <= gap_bound (float32 rounding only)
     scale_range: tuple[float, float]  # the optimum's scale is certified to lie in this range
-    grid_ratio: float         # the walk's certified step: consecutive scales differ by at most this
+    grid_ratio: float         # the walk's step: consecutive scales differ by at most this
     scales_tried: int
 
 
@@ -116,24 +120,26 @@ class _Incumbent:
         if cost < self.excess:
             self.offsets, self.scale, self.excess = offsets.copy(), scale, cost
 
-    def solve(self, lattice: Lattice, scale: np.float32, reach: float = 1.0) -> float | None:
+    def solve(self, lattice: Lattice, scale: np.float32, reach: float = 1.0, slack: float = 0.0) -> float | None:
         """F(scale), exactly, if it is below ``reach`` times the incumbent's excess (None if
-        not); better codes become the incumbent."""
+        not). Every code vector within ``slack`` of the incumbent's excess at this scale is
+        scored at its own best scale; better codes become the incumbent."""
         s = float(scale)
         self.tried += 1
         # Costs in the decoder are in code units: excess = s^2 * (m - w/s)^T C (m - w/s).
-        found = lattice.closest_offsets(self.coef / s, self.qmax, bound=reach * self.excess / (s * s),
-                                        start=self.offsets)
-        if found is None:
-            return None
-        self.offer(found[0], scale)
-        # The same codes at their own best scale (closed form) cost nothing more to score, and
-        # can only be better: every code vector the walk meets is judged at its optimum.
-        if np.any(found[0]):
-            own = optimal_scale(found[0], self.coef, self.cov)
-            if own > 0:
-                self.offer(found[0], np.float32(own))
-        return found[1] * s * s
+        found, near = lattice.offsets_near(self.coef / s, self.qmax, bound=reach * self.excess / (s * s),
+                                           radius=(self.excess + slack) / (s * s) if slack > 0 else -math.inf,
+                                           start=self.offsets)
+        if found is not None:
+            self.offer(found[0], scale)
+            near.append(found[0])
+        for m in near:
+            # Each code vector at its own best scale (closed form): cheap, and never worse.
+            if np.any(m):
+                own = optimal_scale(m, self.coef, self.cov)
+                if own > 0:
+                    self.offer(m, np.float32(own))
+        return None if found is None else found[1] * s * s
 
 
 def reachable_range(d: np.ndarray) -> tuple[float, float]:
@@ -208,28 +214,46 @@ class ScaleBounds:
         return float(np.max(np.abs(self.coef) + np.sqrt(excess * np.diag(self.cov_inv))))
 
 
-def certified_step(coef_norm: float, excess: float, rel_gap: float) -> float:
-    """e with e^2 (|w|_C + sqrt(excess))^2 = rel_gap * excess (module docstring, step 3)."""
-    return math.sqrt(rel_gap * excess) / (coef_norm + math.sqrt(excess))
+def walk_step(coef_norm: float, excess: float, slack: float) -> float:
+    """e with e^2 (|w|_C + sqrt(excess))^2 = slack * excess (module docstring, step 3)."""
+    return math.sqrt(slack * excess) / (coef_norm + math.sqrt(excess))
+
+
+def listing_slack(step: float, coef_norm: float, excess: float) -> float:
+    """G of the module docstring, step 3, for the step to the next scale: its float32 rounding
+    may lengthen it by up to 2 ulps, which is added."""
+    e = step + 2 * FLOAT32_REL
+    return e * e * (coef_norm + math.sqrt(excess)) ** 2
+
+
+@dataclass(frozen=True)
+class Walked:
+    largest_step: float   # the largest step taken where no skip applied
+    unlisted: float       # the most any listing fell short of G: an upper bound on what was missed
 
 
 def walk(best: _Incumbent, lattice: Lattice, low: float, high: float, step: float, coef_norm: float,
-         budget: int) -> float:
-    """Solve F at scales from ``low`` to ``high``, each step certified (module docstring, step 3).
+         budget: int, max_slack: float) -> Walked:
+    """Solve F at scales from ``low`` to ``high`` (module docstring, step 3), listing at each
+    the codes that may be optimal before the next.
 
     After ``budget`` solves, the rest of the range is walked in ``budget`` more steps at the
-    step that fits, and the gap bound grows with it. Returns the largest step taken where no
-    skip applied."""
+    step that fits, listing more codes at each, up to ``max_slack`` of the incumbent's excess.
+    If the optimum's codes were not listed at s1, f* >= B + listed - G: so a listing short of
+    G by some amount can miss the optimum by at most that much (``unlisted``)."""
     scale = np.float32(low * (1 - 2 * FLOAT32_REL))
     largest = step
+    unlisted = 0.0
     solves = 0
     reach = WALK_REACH
     while float(scale) <= high:
-        if solves == budget:  # the certified step would take too long here: widen it to fit
+        if solves == budget:  # the step would take too long here: widen it to fit
             step = max(step, (high / float(scale)) ** (1.0 / budget) - 1.0)
         # Below the incumbent's scale solves are costlier (the box clips the target): no reach.
         within = reach if scale >= best.scale else 1.0
-        value = best.solve(lattice, scale, reach=within)
+        needed = listing_slack(step, coef_norm, best.excess)
+        listed = min(needed, max_slack * best.excess)
+        value = best.solve(lattice, scale, reach=within, slack=listed)
         solves += 1
         known = value if value is not None else within * best.excess
         # Nothing within reach: look further next time, to stride further; else start small.
@@ -239,9 +263,24 @@ def walk(best: _Incumbent, lattice: Lattice, low: float, high: float, step: floa
         skip = (math.sqrt(known) - root_b) / (coef_norm + root_b) * (1 - 1e-6) - 2 * FLOAT32_REL
         if skip < step:
             largest = max(largest, step)
+            unlisted = max(unlisted, needed - listed)
         nxt = np.float32(float(scale) * (1 + max(step, skip)))
         scale = nxt if nxt > scale else np.nextafter(scale, np.float32(np.inf))
-    return largest
+    return Walked(largest, unlisted)
+
+
+def rounding_gap(coef: np.ndarray, cov: np.ndarray, cov_inv: np.ndarray, excess: float) -> float:
+    """How much better than ``excess`` (the result's, in float32) the real-valued optimum can be.
+
+    The walk scored the optimum's codes m at sigma = float32(s*(m)): f(sigma, m) <= f* + alpha,
+    alpha = (2^-24 s* |m|_C)^2 <= (2^-24 (|w|_C + sqrt(B)))^2. The stored weights round sigma m
+    once more, by at most 2^-24 |sigma m_i| each, and |sigma m_i| <= |w_i| + sqrt((B + alpha)
+    (C^-1)_ii), so they move the excess's square root by at most rho (below)."""
+    coef_norm = math.sqrt(float(coef @ cov @ coef))
+    alpha = (FLOAT32_REL * (coef_norm + math.sqrt(excess))) ** 2
+    a = np.abs(coef) + np.sqrt((excess + alpha) * np.diag(cov_inv))
+    rho = FLOAT32_REL * math.sqrt(float(a @ np.abs(cov) @ a))
+    return alpha + 2 * rho * math.sqrt(excess + alpha) + rho * rho
 
 
 def optimal_scale(offsets: np.ndarray, coef: np.ndarray, cov: np.ndarray) -> float:
@@ -250,7 +289,7 @@ def optimal_scale(offsets: np.ndarray, coef: np.ndarray, cov: np.ndarray) -> flo
     return float(m @ cov @ coef) / float(m @ cov @ m)
 
 
-def search(coef: np.ndarray, cov: np.ndarray, bits: int, rel_gap: float = REL_GAP) -> Search:
+def search(coef: np.ndarray, cov: np.ndarray, bits: int, slack: float = WALK_SLACK) -> Search:
     """Codes, scale and zero point minimising the excess training MSE; see the module docstring.
 
     coef: (8,) float64 least-squares weights; cov: (8, 8) covariance of the training features.
@@ -278,36 +317,18 @@ def search(coef: np.ndarray, cov: np.ndarray, bits: int, rel_gap: float = REL_GA
 
     coef_norm = math.sqrt(float(coef @ cov @ coef))
     # An exact incumbent (weights on the grid) needs no walk: its gap is zero.
-    step = taken = 0.0
+    walked = Walked(0.0, 0.0)
     scale_range = (float(best.scale), float(best.scale))
-    for _ in range(MAX_WALKS):
-        bound = best.excess
-        if bound == 0.0:
-            break
-        step = certified_step(coef_norm, bound, rel_gap)
-        scale_range = (bounds.floor(bound, float(best.scale)), bounds.ceiling(bound))
-        taken = walk(best, lattice, *scale_range, step, coef_norm, WALK_BUDGET)
-        # The step was chosen for `bound`; it certifies rel_gap of the final excess only if the
-        # incumbent did not improve much since. Otherwise walk again at the finer step.
-        if taken > step or certified_step(coef_norm, best.excess, rel_gap) * (1 + 0.05) >= step:
-            break
-    step = taken
-
-    for _ in range(REFINE_ROUNDS):
-        before = best.excess
-        best.solve(lattice, np.float32(optimal_scale(best.offsets, coef, cov)))
-        if best.excess >= before:
-            break
-
-    # The optimum's scale s* lies in scale_range (certified for bound >= optimum); the walk
-    # solved F within (1 + step)(1 + float32 rounding) of it, or proved nothing there wins.
-    e_total = step + 2 * FLOAT32_REL
-    gap = e_total ** 2 * (coef_norm + math.sqrt(best.excess)) ** 2 if best.excess > 0 else 0.0
+    if best.excess > 0:
+        scale_range = (bounds.floor(best.excess, float(best.scale)), bounds.ceiling(best.excess))
+        walked = walk(best, lattice, *scale_range, walk_step(coef_norm, best.excess, slack), coef_norm,
+                      WALK_BUDGET, MAX_LISTING_SLACK)
+    gap = rounding_gap(coef, cov, bounds.cov_inv, best.excess) + walked.unlisted if best.excess > 0 else 0.0
     offsets = best.offsets.astype(np.int64)
     zero_point = choose_zero_point(offsets, naive_zero, qmax)
     return Search(codes=(offsets + zero_point).astype(np.uint8), scale=best.scale,
                   zero_point=np.uint8(zero_point), excess_mse=best.excess, gap_bound=gap,
-                  scale_range=scale_range, grid_ratio=1 + step, scales_tried=best.tried)
+                  scale_range=scale_range, grid_ratio=1 + walked.largest_step, scales_tried=best.tried)
 
 
 def choose_zero_point(offsets: np.ndarray, preferred: int, qmax: int) -> int:
