@@ -30,7 +30,10 @@ RUN rm -rf /usr/local/lib/python3*/site-packages/pip* /usr/local/lib/python3*/si
         /usr/lib/python3/dist-packages/pip* /usr/share/python-wheels /usr/lib/python3*/ensurepip
 COPY --from=deps /opt/site /opt/site
 # The staged context (make docker) holds only the runtime's modules and the image's artifacts.
-COPY pipeline/ /app/pipeline/
+# Exactly the runtime's code: the shared stdlib-only modules and the runtime package (a test
+# checks this list against what the runtime imports).
+COPY pipeline/__init__.py pipeline/config.py pipeline/errors.py /app/pipeline/
+COPY pipeline/runtime/ /app/pipeline/runtime/
 COPY artifacts/ /app/artifacts/
 ENV PYTHONPATH=/opt/site:/app \
     PYTHONDONTWRITEBYTECODE=1 \

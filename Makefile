@@ -73,18 +73,21 @@ PRODUCTS := $(SPLIT) $(SAMPLE) $(DATA_REPORT) $(MODEL) $(TRAIN_METRICS) $(QUANT_
 # The code each stage runs: its module and every pipeline module it imports, directly or not
 # (tests/test_makefile.py checks these lists against the imports). Tolerances and ONNX
 # settings have modules of their own, so changing one re-runs the export, not training.
-BASE_PY     := pipeline/__init__.py pipeline/config.py pipeline/errors.py pipeline/artifacts.py
+SHARED_PY   := pipeline/__init__.py pipeline/config.py pipeline/errors.py
+FILES_PY    := pipeline/runtime/__init__.py pipeline/runtime/files.py
+BASE_PY     := $(SHARED_PY) pipeline/artifacts.py $(FILES_PY)
 DATA_PY     := pipeline/data.py $(BASE_PY)
 TRAIN_PY    := pipeline/train.py pipeline/metrics.py $(DATA_PY)
 QUANTIZE_PY := pipeline/quantize.py pipeline/quantizer.py pipeline/lattice.py pipeline/qparams.py \
                pipeline/quant_eval.py pipeline/metrics.py $(DATA_PY)
 EXPORT_PY   := pipeline/export.py pipeline/verify.py pipeline/onnx_spec.py pipeline/tolerances.py \
                pipeline/qparams.py pipeline/metrics.py $(DATA_PY)
-MANIFEST_PY := pipeline/manifest.py pipeline/__init__.py pipeline/errors.py pipeline/artifacts.py
+MANIFEST_PY := pipeline/manifest.py pipeline/__init__.py pipeline/errors.py pipeline/artifacts.py $(FILES_PY)
 COMPARE_PY  := pipeline/compare.py pipeline/verify.py pipeline/tolerances.py pipeline/qparams.py \
                pipeline/metrics.py $(DATA_PY)
-# The runtime image's code (see Dockerfile).
-RUNTIME_PY  := pipeline/runtime.py pipeline/manifest.py $(BASE_PY)
+# The runtime image's code (see Dockerfile): the shared modules and the runtime package.
+RUNTIME_PY  := $(SHARED_PY) $(addprefix pipeline/runtime/,__init__.py __main__.py cli.py files.py integrity.py \
+               model.py readers.py sink.py validate.py)
 # The ONNX models and the sources they are checked against: export, verify and compare read them.
 MODEL_ARGS = --split $(SPLIT) --model $(MODEL) --params $(QUANT_PARAMS) \
              --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) --uint8 $(ONNX_UINT8)
@@ -234,9 +237,9 @@ $(IMAGE_STAMP): Dockerfile $(RUNTIME_PY) $(IMAGE_ARTIFACTS) $(WHEELHOUSE)/runtim
 	@$(DOCKER) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(DOCKER) pull $(BASE_IMAGE) >/dev/null 2>&1 || \
 	  { echo "make docker: base image $(BASE_IMAGE) is not available and cannot be pulled; pass BASE_IMAGE=... (.ci/base-image makes a local Debian one)" >&2; exit 1; }
 	ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && \
-	  mkdir -p "$$ctx/pipeline" "$$ctx/artifacts" && \
+	  mkdir -p "$$ctx/artifacts" && \
 	  cp Dockerfile "$$ctx/" && cp -r $(WHEELHOUSE) "$$ctx/.wheelhouse" && \
-	  cp $(RUNTIME_PY) "$$ctx/pipeline/" && cp $(IMAGE_ARTIFACTS) "$$ctx/artifacts/" && \
+	  cp --parents $(RUNTIME_PY) "$$ctx/" && cp $(IMAGE_ARTIFACTS) "$$ctx/artifacts/" && \
 	  $(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) "$$ctx"
 	$(DOCKER) image inspect --format '{{.Id}}' $(IMAGE) > $@.tmp && mv $@.tmp $@
 

@@ -1,40 +1,22 @@
-"""Atomic artifact writes, hashes and provenance. Standard library only (the runtime uses it).
+"""Artifact writes, hashes and provenance, for the training side. Standard library only.
 
 Every artifact is written to a temporary file in its own folder and renamed into place, so a
-crash or a failed check never leaves a half-written file under the final name.
+crash or a failed check never leaves a half-written file under the final name
+(``pipeline.runtime.files.atomic_path``, shared with the runtime, which never imports this).
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
+
+from pipeline.runtime.files import atomic_path, sha256_file
 
 _PROVENANCE_PACKAGES = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "joblib")
-
-
-@contextlib.contextmanager
-def atomic_path(final: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; rename it onto ``final`` only on success."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
-        os.replace(tmp_path, final)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
 
 
 def write_bytes(final: Path | str, data: bytes) -> None:
@@ -52,14 +34,6 @@ def write_json(final: Path | str, obj: Any) -> None:
 
 def read_json(path: Path | str) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def sha256_file(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:

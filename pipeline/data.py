@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline import artifacts, config
 from pipeline.errors import UserError, run_cli
+from pipeline.runtime.files import atomic_path
 
 # HOUSING_DOWNLOAD=0 forbids the download, so a missing cache fails at once (tests use it).
 _DOWNLOAD_ENV = "HOUSING_DOWNLOAD"
@@ -70,7 +71,7 @@ def save_split(path: Path, split: Split) -> None:
 
     np.savez stamps the current time into the zip; a fixed date keeps the hash stable.
     """
-    with artifacts.atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, array in vars(split).items():
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)

@@ -31,6 +31,7 @@ from sklearn.linear_model import LinearRegression
 from pipeline import artifacts, config, data, onnx_spec, qparams, verify
 from pipeline.errors import UserError, run_cli
 from pipeline.metrics import regression_metrics
+from pipeline.runtime.files import sha256_file
 
 
 def convert_sklearn(model: LinearRegression) -> onnx.ModelProto:
@@ -92,7 +93,7 @@ def add_metadata(model: onnx.ModelProto, variant: str, bits: int | None, metrics
         "feature_names": json.dumps(list(config.FEATURE_NAMES)),
         "bits": "32" if bits is None else str(bits),
         "metrics": json.dumps(metrics, sort_keys=True),
-        "input_sha256": json.dumps({n: artifacts.sha256_file(p) for n, p in sorted(inputs.items())}),
+        "input_sha256": json.dumps({n: sha256_file(p) for n, p in sorted(inputs.items())}),
         "git_commit": artifacts.git_commit(),
     }
     onnx.helper.set_model_props(model, props)

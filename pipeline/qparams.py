@@ -8,7 +8,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from pipeline import artifacts
+
+from pipeline.runtime.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def params_dict(params: QuantParams) -> dict:
 
 def save_params(path: Path, params: QuantParams, provenance: dict) -> None:
     """Write the parameters with their exact dtypes (joblib), atomically."""
-    with artifacts.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         joblib.dump({**params_dict(params), "codes": params.codes, "provenance": provenance}, tmp)
 
 

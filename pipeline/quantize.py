@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"quantize: {bits} bits, scale {float(params.scale):.6g}, zero point {int(params.zero_point)}: "
           f"train MSE +{100 * stats['train_mse_increase_relative']:.4f}% "
           f"(the optimum over every scale, zero point and code vector, certified to within "
-          f"{100 * found.gap_bound / found.excess_mse:.2g}% of that), test R2 {stats['test']['r2']:.4f} (float {stats['float_test_r2']:.4f}, "
+          f"{100 * found.gap_bound / found.excess_mse:.2g}% of that), "
+          f"test R2 {stats['test']['r2']:.4f} (float {stats['float_test_r2']:.4f}, "
           f"naive rounding {stats['naive_round_to_nearest_test_r2']:.4f}), "
           f"search {seconds:.2f} s over {found.scales_tried} scales")
     return 0

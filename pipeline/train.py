@@ -17,6 +17,7 @@ from sklearn.linear_model import LinearRegression
 from pipeline import artifacts, data
 from pipeline.errors import run_cli
 from pipeline.metrics import regression_metrics
+from pipeline.runtime.files import atomic_path
 
 
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     split = data.load_split(args.split)
     model = fit(split.X_train, split.y_train)
-    with artifacts.atomic_path(args.model) as tmp:
+    with atomic_path(args.model) as tmp:
         joblib.dump(model, tmp)
     report = evaluate(model, split)
     report["coef"] = model.coef_.tolist()

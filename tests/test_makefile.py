@@ -22,23 +22,32 @@ STAGE_CODE = {
     "EXPORT_PY": "pipeline/export.py",
     "MANIFEST_PY": "pipeline/manifest.py",
     "COMPARE_PY": "pipeline/compare.py",
-    "RUNTIME_PY": "pipeline/runtime.py",
+    "RUNTIME_PY": "pipeline/runtime/__main__.py",
 }
+
+
+def module_files(dotted: str) -> set[str]:
+    """The files Python runs to import a pipeline module: it, and each package __init__ on the way."""
+    parts = dotted.split(".")
+    files = {"/".join(parts[:i]) + "/__init__.py" for i in range(1, len(parts) + 1)}
+    files.add("/".join(parts) + ".py")
+    return {f for f in files if (REPO / f).is_file()}
 
 
 def pipeline_imports(path: Path) -> set[str]:
     """The pipeline modules a file imports (any form: from pipeline import x, import pipeline.x,
-    from pipeline.x import y), as repository paths."""
+    from pipeline.x import y, from pipeline.package import module), as repository paths."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "pipeline":
-            if node.module == "pipeline":
-                found |= {f"pipeline/{alias.name}.py" for alias in node.names}
-            else:
-                found.add(node.module.replace(".", "/") + ".py")
+            found |= module_files(node.module)
+            for alias in node.names:  # `from package import module` imports the module
+                found |= module_files(f"{node.module}.{alias.name}") - module_files(node.module)
         elif isinstance(node, ast.Import):
-            found |= {a.name.replace(".", "/") + ".py" for a in node.names if a.name.startswith("pipeline.")}
-    return {f for f in found if (REPO / f).is_file()}
+            for alias in node.names:
+                if alias.name.split(".")[0] == "pipeline":
+                    found |= module_files(alias.name)
+    return found
 
 
 def import_closure(module: str) -> set[str]:
@@ -72,8 +81,9 @@ def test_each_stage_depends_on_exactly_the_modules_it_imports(tmp_path, variable
 def test_no_stage_reads_its_paths_from_the_environment():
     """Stages take their paths as arguments; only the runtime (and its benchmark) default to
     $ARTIFACTS, because users run them by hand."""
-    readers = {p.name for p in (REPO / "pipeline").glob("*.py") if "artifacts_dir()" in p.read_text()}
-    assert readers <= {"config.py", "runtime.py", "benchmark.py"}
+    readers = {p.relative_to(REPO).as_posix() for p in (REPO / "pipeline").rglob("*.py")
+               if "artifacts_dir()" in p.read_text()}
+    assert readers <= {"pipeline/config.py", "pipeline/runtime/cli.py", "pipeline/benchmark.py"}
 
 
 def test_the_recipes_pass_every_path_as_an_argument(tmp_path):

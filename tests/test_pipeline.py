@@ -13,6 +13,7 @@ from helpers import make, matmul_dequant_model, run_module, stage_commands
 from pipeline import config, data, export, optimality, quant_eval, quantize, quantizer, tolerances, train, verify
 from pipeline.qparams import load_params, predict
 from pipeline.metrics import regression_metrics
+from pipeline.runtime.files import sha256_file
 
 pytestmark = pytest.mark.integration
 LEVELS = list(verify.optimization_levels().items())
@@ -166,12 +167,11 @@ def test_runtime_on_the_real_artifacts_equals_a_default_session(built, split):
 
 
 def test_manifest_lists_every_artifact_with_its_hash(built):
-    from pipeline import artifacts
     entries = json.loads((built / "manifest.json").read_text())["artifacts"]
     products = {p.name for p in built.iterdir() if not p.name.startswith(".")} - {"manifest.json"}
     assert set(entries) == products
     for name, entry in entries.items():
-        assert entry["sha256"] == artifacts.sha256_file(built / name)
+        assert entry["sha256"] == sha256_file(built / name)
         assert entry["size"] == (built / name).stat().st_size
 
 

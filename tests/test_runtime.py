@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -196,20 +197,63 @@ def assert_user_error(result, match):
     assert result.stdout == b""
 
 
-def test_runtime_imports_only_stdlib_numpy_and_onnxruntime(art):
-    """In a fresh interpreter, after a real prediction, no training-stack module is loaded."""
-    code = (
-        "import sys, io, contextlib\n"
-        "from pipeline import runtime\n"
-        "buf = io.StringIO()\n"
-        f"with contextlib.redirect_stdout(buf): runtime.main(['--artifacts', {str(art)!r}])\n"
-        "assert buf.getvalue().startswith('prediction\\n'), buf.getvalue()\n"
-        "banned = ('sklearn', 'scipy', 'joblib', 'skl2onnx', 'onnx')\n"
-        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in banned)))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+# onnxruntime's own requirements (its wheel's Requires-Dist), as import names.
+ONNXRUNTIME_REQUIREMENTS = {"google", "flatbuffers", "packaging"}
+
+# Loaded in a fresh interpreter after a real prediction: which modules the runtime needed.
+IMPORT_PROBE = """
+import contextlib, io, json, sys
+from pipeline.runtime import cli
+with contextlib.redirect_stdout(io.StringIO()) as buf:
+    cli.main(["--artifacts", sys.argv[1]])
+assert buf.getvalue().startswith("prediction\\n"), buf.getvalue()
+print(json.dumps({name: getattr(module, "__file__", None) for name, module in sys.modules.items()}))
+"""
+
+
+def modules_after_a_prediction(art) -> dict[str, str | None]:
+    result = subprocess.run([sys.executable, "-c", IMPORT_PROBE, str(art)], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ""
+    return json.loads(result.stdout)
+
+
+def dockerfile_pipeline_files() -> set[str]:
+    """The pipeline files the Dockerfile copies into the image: each COPY of pipeline/ paths,
+    a folder standing for the .py files under it."""
+    copied = set()
+    for line in (REPO / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if not words or words[0] != "COPY" or any(w.startswith("--from") for w in words):
+            continue
+        for source in words[1:-1]:
+            if not source.startswith("pipeline/"):
+                continue
+            path = REPO / source
+            files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+            copied |= {f.relative_to(REPO).as_posix() for f in files}
+    return copied
+
+
+def test_the_runtime_imports_exactly_the_pipeline_files_the_image_ships(art):
+    """An allowlist: after a real prediction, the pipeline modules loaded are the files the
+    Dockerfile copies, no more (the training side stays out) and no fewer (nothing is shipped
+    that the runtime does not use)."""
+    loaded = {Path(f).resolve().relative_to(REPO).as_posix() for name, f in modules_after_a_prediction(art).items()
+              if name.split(".")[0] == "pipeline" and f}
+    assert loaded == dockerfile_pipeline_files() - {"pipeline/runtime/__main__.py"}
+
+
+def test_the_runtime_loads_no_third_party_package_but_numpy_and_onnxruntime(art):
+    """Beyond the standard library, only numpy and onnxruntime (and what onnxruntime itself
+    requires), not counting what the interpreter loads before any code runs (site hooks)."""
+    startup_probe = "import json, sys; print(json.dumps(list(sys.modules)))"
+    at_startup = json.loads(subprocess.run([sys.executable, "-c", startup_probe], capture_output=True, text=True,
+                                           timeout=60, check=True).stdout)
+    site = [Path(p).resolve() for p in sys.path if p.endswith("site-packages")]
+    third_party = {name.split(".")[0] for name, f in modules_after_a_prediction(art).items()
+                   if f and name not in at_startup and any(Path(f).resolve().is_relative_to(s) for s in site)}
+    assert third_party == {"numpy", "onnxruntime"} | (third_party & ONNXRUNTIME_REQUIREMENTS)
 
 
 # Runs a prediction (or, as a control, a real unpickling) in a fresh interpreter under an audit
@@ -229,9 +273,9 @@ if sys.argv[1] == "control":
     from collections import OrderedDict
     pickle.loads(pickle.dumps(OrderedDict(a=1)))
 else:
-    from pipeline import runtime
+    from pipeline.runtime import cli
     with contextlib.redirect_stdout(io.StringIO()) as buf:
-        runtime.main(["--artifacts", sys.argv[1], "--model", sys.argv[2]])
+        cli.main(["--artifacts", sys.argv[1], "--model", sys.argv[2]])
     assert buf.getvalue().startswith("prediction"), buf.getvalue()
 print(json.dumps(seen))
 """

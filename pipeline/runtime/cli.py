@@ -1,0 +1,81 @@
+"""The command line: `python -m pipeline.runtime [--input PATH] [--output PATH] ...`: reads
+with ``readers``, predicts with ``model``, writes through ``sink`` (all or nothing)."""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from pipeline import config
+from pipeline.errors import UserError
+from pipeline.runtime import integrity
+from pipeline.runtime.model import Predictor, model_path
+from pipeline.runtime.readers import INPUT_FORMATS, READERS, detect_format, open_input
+from pipeline.runtime.sink import Writer, open_output
+
+PROG = "pipeline.runtime"
+CHUNK_ROWS = 65536
+
+
+def predict_stream(predictor: Predictor, chunks: Iterator[np.ndarray], out: IO[str], fmt: str) -> int:
+    writer = Writer(out, fmt, predictor.variant)
+    n = 0
+    for chunk in chunks:
+        writer.write(predictor.predict(chunk))
+        n += chunk.shape[0]
+    writer.close()
+    return n
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description="Predict California Housing values with onnxruntime.")
+    parser.add_argument("--model", choices=config.MODEL_VARIANTS, default=config.MODEL_VARIANTS[0],
+                        help="which exported model to run (default: %(default)s)")
+    parser.add_argument("--input", default=None, metavar="PATH",
+                        help="CSV, JSON Lines or JSON file, or - for stdin (default: the bundled sample)")
+    parser.add_argument("--input-format", choices=INPUT_FORMATS, default="auto",
+                        help="how to read the input (default: by extension, else by its first bytes)")
+    parser.add_argument("--format", choices=("csv", "json"), default="csv", help="output format (default: csv)")
+    parser.add_argument("--output", default="-", metavar="PATH",
+                        help="write here, atomically (default: stdout)")
+    parser.add_argument("--artifacts", type=Path, default=None, metavar="DIR",
+                        help="folder with the models, manifest.json and sample.csv "
+                             "(default: $ARTIFACTS or ./artifacts)")
+    parser.add_argument("--no-verify-manifest", action="store_true",
+                        help="skip checking the model's sha256 against manifest.json")
+    parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.chunk_rows < 1:
+        parser.error("--chunk-rows must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    art = args.artifacts or config.artifacts_dir()
+    path = model_path(art, args.model)
+    if not args.no_verify_manifest:
+        integrity.check_file(art / config.MANIFEST_NAME, path)
+    predictor = Predictor(path)
+    input_path = args.input if args.input is not None else str(art / config.SAMPLE_NAME)
+    raw = open_input(input_path)
+    fmt = args.input_format if args.input_format != "auto" else detect_format(input_path, raw)
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    chunks = READERS[fmt](text, predictor.feature_names, args.chunk_rows)
+    try:
+        with open_output(args.output) as out:
+            predict_stream(predictor, chunks, out, args.format)
+    except UnicodeDecodeError as err:
+        raise UserError(f"input is not UTF-8 text (byte {err.start} of a read block); "
+                        "save it as UTF-8 CSV or JSON") from None
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`); quietly stop, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
