@@ -1,8 +1,14 @@
 """User-facing errors: one line on stderr, a non-zero exit, no traceback. Standard library only."""
 from __future__ import annotations
 
+import json
+import signal
 import sys
 from collections.abc import Callable
+
+# Echoed user text (values, keys, paths) is shown as repr and cut to this many characters, so
+# that a message stays one line of readable length whatever the input held.
+SHOWN_CHARS = 200
 
 
 class UserError(Exception):
@@ -11,17 +17,58 @@ class UserError(Exception):
     exit_code = 2
 
 
+class EnvironmentFault(UserError):
+    """The machine, not the input: a full disk, an I/O error. One line too, exit code 1."""
+
+    exit_code = 1
+
+
+class Interrupted(BaseException):
+    """SIGINT, SIGTERM or SIGHUP: unwinds like KeyboardInterrupt, so every `finally` and
+    context manager removes what it created (temporary files) before the process exits."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def shown(value: object) -> str:
+    """``value`` for a one-line message: its repr (quotes, escapes: no raw newlines), capped."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer with more digits than Python will print (sys.int_info)
+        return f"<a {type(value).__name__} too large to show>"
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
+
+
+def shown_json(value: object) -> str:
+    """A JSON value for a one-line message, as JSON (escaped, so one line), capped."""
+    try:
+        text = json.dumps(value)
+    except ValueError:  # an integer with more digits than Python will print (sys.int_info)
+        return f"<a {type(value).__name__} too large to show>"
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
+
+
+def _raise_interrupted(signum: int, _frame) -> None:
+    raise Interrupted(signum)
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], prog: str) -> None:
-    """Run a stage's main(); turn a UserError into one line on stderr and exit 2.
+    """Run a stage's main(); turn a UserError into one line on stderr and its exit code.
 
     Errors that only a bug can cause are left to raise with their traceback.
     """
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _raise_interrupted)
     try:
         code = main(None)
     except UserError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (Interrupted, KeyboardInterrupt) as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        print(f"{prog}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        sys.exit(128 + signum)
     sys.exit(code or 0)

@@ -144,22 +144,22 @@ def test_bad_row_after_many_good_chunks_still_gives_no_output(art, tmp_path):
     (dumps_lines(records(california_like_rows(2))).encode() + b'{"MedInc": \n', "line 3: bad JSON"),
     ((json.dumps({**records(california_like_rows(1))[0], "MedInc": "high"}) + "\n").encode(),
      "line 1, field 'MedInc': \"high\" is not a number"),
-    ((json.dumps({**records(california_like_rows(1))[0], "Extra": 1}) + "\n").encode(), "line 1: unknown Extra"),
+    ((json.dumps({**records(california_like_rows(1))[0], "Extra": 1}) + "\n").encode(), 'line 1: unknown "Extra"'),
     ((json.dumps({**records(california_like_rows(1))[0], "MedInc": True}) + "\n").encode(), "is not a number"),
     (b'[{"MedInc": NaN, "HouseAge": 1, "AveRooms": 1, "AveBedrms": 1, "Population": 1, "AveOccup": 1, '
      b'"Latitude": 1, "Longitude": 1}]', "record 1, field 'MedInc': nan is not a finite"),
     (b"[1, 2]", "record 1: expected an object"),
     (b"[]", "no records"),
-    (b'{"rows": []}', "line 1: missing MedInc.*unknown rows"),          # one line: read as JSON Lines
-    (b'{\n  "rows": []\n}\n', "expected a JSON list of records .* with keys rows"),
-    (b'[{"MedInc": 1,', "bad JSON at line 1"),
+    (b'{"rows": []}', 'line 1: missing MedInc.*unknown "rows"'),          # one line: read as JSON Lines
+    (b'{\n  "rows": []\n}\n', 'expected a JSON list of records .* with keys "rows"'),
+    (b'[{"MedInc": 1,', "bad JSON .*at line 1"),
 ])
 def test_bad_json_gives_one_line_exit_2_and_no_output(art, stdin, match):
     assert_user_error(predict(art, "--input", "-", stdin=stdin), match)
 
 
 def test_missing_input_file(art, tmp_path):
-    assert_user_error(predict(art, "--input", str(tmp_path / "nope.csv")), "nope.csv does not exist")
+    assert_user_error(predict(art, "--input", str(tmp_path / "nope.csv")), "nope.csv' does not exist")
 
 
 def test_model_that_is_not_onnx_is_refused(art, tmp_path):

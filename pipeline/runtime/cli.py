@@ -10,25 +10,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-import numpy as np
-
 from pipeline import config
 from pipeline.errors import UserError
-from pipeline.runtime import integrity
+from pipeline.runtime import integrity, validate
 from pipeline.runtime.model import Predictor, model_path
 from pipeline.runtime.readers import INPUT_FORMATS, READERS, detect_format, open_input
-from pipeline.runtime.sink import Writer, open_output
+from pipeline.runtime.sink import Writer, check_output, open_output
+from pipeline.runtime.validate import Batch
 
 PROG = "pipeline.runtime"
 CHUNK_ROWS = 65536
 
 
-def predict_stream(predictor: Predictor, chunks: Iterator[np.ndarray], out: IO[str], fmt: str) -> int:
+def predict_stream(predictor: Predictor, batches: Iterator[Batch], out: IO[str], fmt: str) -> int:
     writer = Writer(out, fmt, predictor.variant)
     n = 0
-    for chunk in chunks:
-        writer.write(predictor.predict(chunk))
-        n += chunk.shape[0]
+    for batch in batches:
+        writer.write(validate.check_predictions(predictor.predict(batch.X), batch.row_name))
+        n += batch.X.shape[0]
     writer.close()
     return n
 
@@ -59,18 +58,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     art = args.artifacts or config.artifacts_dir()
+    input_path = args.input if args.input is not None else str(art / config.SAMPLE_NAME)
+    check_output(args.output, input_path)
     path = model_path(art, args.model)
     if not args.no_verify_manifest:
         integrity.check_file(art / config.MANIFEST_NAME, path)
     predictor = Predictor(path)
-    input_path = args.input if args.input is not None else str(art / config.SAMPLE_NAME)
     raw = open_input(input_path)
-    fmt = args.input_format if args.input_format != "auto" else detect_format(input_path, raw)
-    text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-    chunks = READERS[fmt](text, predictor.feature_names, args.chunk_rows)
+    if args.input_format == "auto":
+        fmt, lines_before, raw = detect_format(input_path, raw)
+    else:
+        fmt, lines_before = args.input_format, 0
+    # Universal newlines: \n, \r\n and a lone \r all end a line; utf-8-sig drops a BOM.
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline=None)
+    batches = READERS[fmt](text, predictor.feature_names, args.chunk_rows, lines_before)
     try:
         with open_output(args.output) as out:
-            predict_stream(predictor, chunks, out, args.format)
+            predict_stream(predictor, batches, out, args.format)
     except UnicodeDecodeError as err:
         raise UserError(f"input is not UTF-8 text (byte {err.start} of a read block); "
                         "save it as UTF-8 CSV or JSON") from None
@@ -78,4 +82,3 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (e.g. `| head`); quietly stop, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
-

@@ -13,36 +13,73 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from pipeline import config  # noqa: E402
-from pipeline.errors import UserError  # noqa: E402
+from pipeline.errors import UserError, shown  # noqa: E402
+
+
+def first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return shown(text.splitlines()[0]) if text else type(err).__name__
 
 
 class Predictor:
-    """An onnxruntime session on one model file, with its feature order from its metadata."""
+    """An onnxruntime session on one model file, with its feature order from its metadata.
+
+    The model must take one float tensor of shape [N, 8] and give one value per row: anything
+    else (a model from elsewhere, with --no-verify-manifest) is refused at load, in one line.
+    """
 
     def __init__(self, path: Path):
         if hasattr(ort, "disable_telemetry_events"):
             ort.disable_telemetry_events()
+        self.path = path
         try:
             # Default options on purpose: predictions equal what anyone's default session gives.
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for bad files
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(f"{path} is not a loadable ONNX model ({first[:200]}); "
+            raise UserError(f"{shown(str(path))} is not a loadable ONNX model ({first_line(err)}); "
                             "rebuild it with `make all`") from None
+        self.input_name = self._check_signature()
         meta = self.session.get_modelmeta().custom_metadata_map
-        names = json.loads(meta["feature_names"]) if "feature_names" in meta else list(config.FEATURE_NAMES)
-        self.feature_names: tuple[str, ...] = tuple(names)
-        self.input_name = self.session.get_inputs()[0].name
+        self.feature_names = self._feature_names(meta)
         self.variant = meta.get("variant", path.stem)
 
+    def _check_signature(self) -> str:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        ok = (len(inputs) == 1 and inputs[0].type == "tensor(float)" and len(inputs[0].shape) == 2
+              and inputs[0].shape[1] == config.N_FEATURES and len(outputs) >= 1)
+        if not ok:
+            got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
+            raise UserError(f"{shown(str(self.path))} takes {shown(got)}; expected one float tensor of shape "
+                            f"[N, {config.N_FEATURES}] (rebuild it with `make all`)")
+        return inputs[0].name
+
+    def _feature_names(self, meta: dict) -> tuple[str, ...]:
+        if "feature_names" not in meta:
+            return config.FEATURE_NAMES
+        try:
+            names = json.loads(meta["feature_names"])
+        except ValueError:
+            names = None
+        if not (isinstance(names, list) and sorted(names) == sorted(config.FEATURE_NAMES)):
+            raise UserError(f"{shown(str(self.path))} names its features {shown(meta['feature_names'])}; expected "
+                            f"the 8 features {', '.join(config.FEATURE_NAMES)} (rebuild it with `make all`)")
+        return tuple(names)
+
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """(n, 8) -> (n,) float32; the input is cast to float32 as the models expect."""
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(X, dtype=np.float32)})[0]
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+        """(n, 8) float32 -> (n,) float32."""
+        try:
+            out = self.session.run(None, {self.input_name: X})[0]
+        except Exception as err:  # onnxruntime's own exception types
+            raise UserError(f"onnxruntime could not run {shown(str(self.path))} ({first_line(err)})") from None
+        out = np.asarray(out, dtype=np.float32)
+        if out.size != X.shape[0]:
+            raise UserError(f"{shown(str(self.path))} gave {out.size} values for {X.shape[0]} rows; "
+                            "expected one per row (rebuild it with `make all`)")
+        return out.reshape(-1)
 
 
 def model_path(artifacts_dir: Path, variant: str) -> Path:
     path = artifacts_dir / config.ONNX_NAMES[variant]
     if not path.is_file():
-        raise UserError(f"model file {path} not found; run `make all`, or pass --artifacts DIR")
+        raise UserError(f"model file {shown(str(path))} not found; run `make all`, or pass --artifacts DIR")
     return path

@@ -1,14 +1,16 @@
-"""Input readers: a file or stream -> float64 chunks of shape (k, 8) in model feature order.
+"""Input readers: a file or stream -> ``validate.Batch``es of float32 rows in model feature order.
 
-Pure functions of their stream, so the tests call them directly. Values are checked by
-``pipeline.runtime.validate``; readers only say where each value came from.
+Pure functions of their stream, so the tests call them directly. Readers turn text into numbers
+and say where each came from; ``pipeline.runtime.validate`` decides what is acceptable.
+Memory is bounded whatever the input: a line may hold at most MAX_LINE_CHARS characters and a
+JSON document at most MAX_DOCUMENT_CHARS; beyond that is an error, not an allocation.
 """
 from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +18,20 @@ from typing import IO
 
 import numpy as np
 
-from pipeline.errors import UserError
-from pipeline.runtime.validate import first_non_finite, records_to_array
+from pipeline.errors import UserError, shown, shown_json
+from pipeline.runtime import validate
+from pipeline.runtime.validate import Batch
 
 INPUT_FORMATS = ("auto", "csv", "jsonl", "json")
+# A CSV or JSON Lines line holds one house (8 numbers, about 100 characters): 1 MiB is far more
+# than any real line, and bounds what a line without newlines (/dev/zero) can make us hold.
+MAX_LINE_CHARS = 1 << 20
+# A JSON document is parsed whole, at about 10x its size in memory: 16 MiB (about 100,000
+# records) keeps that within a few times the streaming formats' peak. JSON Lines has no limit.
+MAX_DOCUMENT_CHARS = 16 << 20
+# Bytes looked at to tell CSV from JSON Lines from a JSON document.
+PEEK_BYTES = 65536
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def column_order(header: list[str], features: tuple[str, ...]) -> list[int]:
@@ -28,12 +40,12 @@ def column_order(header: list[str], features: tuple[str, ...]) -> list[int]:
     seen: set[str] = set()
     for i, name in enumerate(names, start=1):
         if name in seen:
-            raise UserError(f"duplicate column {name!r} (column {i}); each feature must appear once")
+            raise UserError(f"duplicate column {shown(name)} (column {i}); each feature must appear once")
         seen.add(name)
         if not name:
             raise UserError(f"column {i} has an empty name; expected the features {', '.join(features)}")
         if name not in features:
-            raise UserError(f"unknown column {name!r} (column {i}); expected exactly {', '.join(features)}")
+            raise UserError(f"unknown column {shown(name)} (column {i}); expected exactly {', '.join(features)}")
     missing = [f for f in features if f not in seen]
     if missing:
         raise UserError(f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
@@ -41,65 +53,93 @@ def column_order(header: list[str], features: tuple[str, ...]) -> list[int]:
     return [names.index(f) for f in features]
 
 
-def read_csv(stream: IO[str], features: tuple[str, ...], chunk_rows: int) -> Iterator[np.ndarray]:
-    header_line = stream.readline()
-    line_no = 1  # lines consumed so far, the header's included
+def read_line(stream: IO[str], line_no: int) -> str:
+    """The next line (with its newline; "" at the end), refusing one over MAX_LINE_CHARS."""
+    line = stream.readline(MAX_LINE_CHARS + 1)
+    if len(line) > MAX_LINE_CHARS:
+        raise UserError(f"line {line_no} is longer than {MAX_LINE_CHARS} characters; "
+                        "one line holds one house's 8 values")
+    return line
+
+
+def read_lines(stream: IO[str], count: int, first_line_no: int) -> list[str]:
+    """Up to ``count`` lines, each bounded by MAX_LINE_CHARS."""
+    lines = []
+    for line_no in range(first_line_no, first_line_no + count):
+        line = read_line(stream, line_no)
+        if not line:
+            break
+        lines.append(line)
+    return lines
+
+
+def parse_header(line: str, line_no: int) -> list[str]:
+    try:
+        return next(csv.reader([line]))
+    except csv.Error as err:
+        raise UserError(f"line {line_no}: the CSV header cannot be parsed ({err})") from None
+
+
+def read_csv(stream: IO[str], features: tuple[str, ...], chunk_rows: int, lines_before: int = 0) -> Iterator[Batch]:
+    """CSV with a header naming the features (any order). ``lines_before``: lines already
+    consumed from the stream (by format detection), for line numbers."""
+    line_no = lines_before + 1
+    header_line = read_line(stream, line_no)
     while header_line and not header_line.strip():
-        header_line = stream.readline()
         line_no += 1
+        header_line = read_line(stream, line_no)
     if not header_line:
         raise UserError("input is empty; expected a CSV header naming the 8 features, then rows")
-    header = next(csv.reader([header_line]))
+    header = parse_header(header_line, line_no)
     order = column_order(header, features)
     rows_seen = 0
     while True:
-        lines = list(itertools.islice(stream, chunk_rows))
+        lines = read_lines(stream, chunk_rows, line_no + 1)
         if not lines:
             break
-        chunk = parse_csv_chunk(lines, len(header), line_no)
-        if chunk.shape[0]:
-            bad = first_non_finite(chunk)
-            if bad is not None:
-                row, col = bad
-                data_lines = [line_no + 1 + i for i, line in enumerate(lines) if line.strip()]
-                raise UserError(f"line {data_lines[row]}, column {header[col].strip()!r}: {chunk[row, col]} "
-                                "is not a finite number (NaN and infinity cannot be predicted)")
-            rows_seen += chunk.shape[0]
-            yield chunk[:, order]
+        numbers = [line_no + 1 + i for i, line in enumerate(lines) if line.strip()]
+        data = [line for line in lines if line.strip()]
         line_no += len(lines)
+        if not data:
+            continue
+        values = parse_csv_chunk(data, numbers, len(header))[:, order]
+
+        def where(row: int, col: int, numbers=numbers) -> str:
+            return f"line {numbers[row]}, column {shown(header[order[col]].strip())}"
+        rows_seen += len(data)
+        yield Batch(validate.to_float32(values, where), lambda row, numbers=numbers: f"line {numbers[row]}")
     if rows_seen == 0:
         raise UserError("the CSV has a header but no rows; nothing to predict")
 
 
-def parse_csv_chunk(lines: list[str], n_cols: int, first_line_no: int) -> np.ndarray:
-    """Fast path: numpy's C parser. On any error, rescan the chunk to name the exact line."""
-    text = "".join(lines)
-    if not text.strip():
-        return np.empty((0, n_cols))
+def parse_csv_chunk(lines: list[str], numbers: list[int], n_cols: int) -> np.ndarray:
+    """Fast path: numpy's C parser on non-blank lines. On any error, rescan them to name the
+    exact line (numbers[i] is line i's number in the input)."""
     try:
-        arr = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64, ndmin=2,
+        arr = np.loadtxt(io.StringIO("".join(lines)), delimiter=",", dtype=np.float64, ndmin=2,
                          comments=None, quotechar='"')
     except ValueError as err:
-        locate_csv_error(lines, n_cols, first_line_no)
+        locate_csv_error(lines, numbers, n_cols)
         # numpy is stricter than float() (it refuses '1_000', for one): report its own words.
-        raise UserError(f"lines {first_line_no + 1}-{first_line_no + len(lines)}: {err}") from None
+        raise UserError(f"lines {numbers[0]}-{numbers[-1]}: {shown(str(err))}") from None
     if arr.shape[1] != n_cols:
-        locate_csv_error(lines, n_cols, first_line_no)
+        locate_csv_error(lines, numbers, n_cols)
         raise UserError(f"rows have {arr.shape[1]} fields, expected {n_cols} (one per header column)")
     return arr
 
 
-def locate_csv_error(lines: list[str], n_cols: int, first_line_no: int) -> None:
+def locate_csv_error(lines: list[str], numbers: list[int], n_cols: int) -> None:
     """Slow path, only after the fast parser failed: raise a UserError for the first bad line."""
-    for offset, fields in enumerate(csv.reader(lines)):
-        line_no = first_line_no + 1 + offset
-        if not fields or all(not f.strip() for f in fields) and len(fields) <= 1:
-            continue  # blank line
+    for line_no, line in zip(numbers, lines, strict=True):
+        try:
+            fields = next(csv.reader([line]))
+        except csv.Error as err:
+            raise UserError(f"line {line_no}: cannot be parsed as CSV ({err})") from None
         if len(fields) != n_cols:
             raise UserError(f"line {line_no} has {len(fields)} fields, expected {n_cols} (ragged row)")
         for col, value in enumerate(fields, start=1):
             if not parses_as_number(value):
-                raise UserError(f"line {line_no}, column {col}: {value.strip()[:40]!r} is not a number")
+                raise UserError(f"line {line_no}, column {col}: {shown(value.strip())} is not a number")
 
 
 def parses_as_number(value: str) -> bool:
@@ -113,86 +153,178 @@ def parses_as_number(value: str) -> bool:
     return True
 
 
-def read_jsonl(stream: IO[str], features: tuple[str, ...], chunk_rows: int) -> Iterator[np.ndarray]:
-    line_no = 0
+def object_without_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """json's object hook: a key given twice is ambiguous (json would keep the last silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise UserError(f"duplicate key {shown(key)} in a JSON object; each feature must appear once")
+            seen.add(key)
+    return obj
+
+
+def parse_json(text: str, where: str):
+    """json.loads with duplicate keys refused and every failure one clear line."""
+    try:
+        return json.loads(text, object_pairs_hook=object_without_duplicates)
+    except UserError as err:
+        raise UserError(f"{where}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{where}: bad JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    except RecursionError:
+        raise UserError(f"{where}: JSON nested too deeply; expected objects of 8 numbers") from None
+    except ValueError as err:  # an integer with more digits than Python converts (sys.int_info)
+        raise UserError(f"{where}: bad JSON ({shown(str(err))})") from None
+
+
+def read_jsonl(stream: IO[str], features: tuple[str, ...], chunk_rows: int, lines_before: int = 0) -> Iterator[Batch]:
+    line_no = lines_before
     rows_seen = 0
     while True:
-        lines = list(itertools.islice(stream, chunk_rows))
+        lines = read_lines(stream, chunk_rows, line_no + 1)
         if not lines:
             break
         records, numbers = [], []
         for offset, line in enumerate(lines, start=line_no + 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise UserError(f"line {offset}: bad JSON ({err.msg} at column {err.colno})") from None
-            numbers.append(offset)
+            if line.strip():
+                records.append(parse_json(line, f"line {offset}"))
+                numbers.append(offset)
         line_no += len(lines)
         if records:
-            chunk = records_to_array(records, features, lambda i, numbers=numbers: f"line {numbers[i]}")
-            rows_seen += chunk.shape[0]
-            yield chunk
+            values = validate.record_values(records, features, lambda i, numbers=numbers: f"line {numbers[i]}")
+
+            def where(row: int, col: int, numbers=numbers) -> str:
+                return f"line {numbers[row]}, field {features[col]!r}"
+            rows_seen += len(records)
+            yield Batch(validate.to_float32(values, where), lambda row, numbers=numbers: f"line {numbers[row]}")
     if rows_seen == 0:
         raise UserError("input is empty; expected JSON Lines, one object with the 8 features per line")
 
 
-def read_json_document(stream: IO[str], features: tuple[str, ...], chunk_rows: int) -> Iterator[np.ndarray]:
+def read_json_document(stream: IO[str], features: tuple[str, ...], chunk_rows: int,
+                       lines_before: int = 0) -> Iterator[Batch]:
     """A whole JSON document (loaded at once): a list of records or {"instances": [...]}."""
-    text = stream.read()
+    text = stream.read(MAX_DOCUMENT_CHARS + 1)
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise UserError(f"the JSON document is larger than {MAX_DOCUMENT_CHARS >> 20} MiB; "
+                        "send JSON Lines (one object per line), which streams")
     if not text.strip():
         raise UserError("input is empty; expected a JSON list of records or {\"instances\": [...]}")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"bad JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    doc = parse_json(text, "the JSON document")
     if isinstance(doc, dict) and set(doc) == {"instances"}:
         doc = doc["instances"]
     if not isinstance(doc, list):
-        keys = f" with keys {', '.join(list(doc)[:5])}" if isinstance(doc, dict) else ""
+        keys = f" with keys {', '.join(shown_json(k) for k in list(doc)[:5])}" if isinstance(doc, dict) else ""
         raise UserError(f"expected a JSON list of records or {{\"instances\": [...]}}, got {type(doc).__name__}{keys}")
     if not doc:
         raise UserError("the JSON input has no records; nothing to predict")
     for start in range(0, len(doc), chunk_rows):
-        yield records_to_array(doc[start:start + chunk_rows], features,
-                               lambda i, start=start: f"record {start + i + 1}")
+        records = doc[start:start + chunk_rows]
+        values = validate.record_values(records, features, lambda i, start=start: f"record {start + i + 1}")
+
+        def where(row: int, col: int, start=start) -> str:
+            return f"record {start + row + 1}, field {features[col]!r}"
+        yield Batch(validate.to_float32(values, where), lambda row, start=start: f"record {start + row + 1}")
 
 
-def detect_format(path: str, stream: io.BufferedReader) -> str:
-    """By extension; for stdin or an unknown extension, by the first bytes."""
+class _Replay(io.RawIOBase):
+    """A stream that gives ``head`` first, then the rest of ``rest``: what format detection
+    read is read again by the reader."""
+
+    def __init__(self, head: bytes, rest: io.BufferedReader):
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        return self.rest.readinto(buffer)
+
+
+def line_breaks(blank: bytes) -> int:
+    """Lines ended in a run of whitespace: \n, \r\n and a lone \r each end one."""
+    return blank.count(b"\n") + blank.replace(b"\r\n", b"").count(b"\r")
+
+
+def sniff(stream: io.BufferedReader) -> tuple[bytes, int, io.BufferedReader]:
+    """Skip a UTF-8 BOM and leading whitespace, however long (it is dropped, not kept); return
+    what follows, as far as detection needs it, the line breaks skipped, and a stream from that
+    point. Reads only what has arrived (read1), so a slow pipe is not waited on needlessly."""
+    newlines, head, first = 0, b"", True
+    while True:
+        block = stream.read1(PEEK_BYTES)
+        if not block:
+            break
+        if first and block.startswith(UTF8_BOM):
+            block = block[len(UTF8_BOM):]
+        first = False
+        if not head:
+            stripped = block.lstrip()
+            newlines += line_breaks(block[:len(block) - len(stripped)])
+            block = stripped
+        head += block
+        # "[" or CSV is known from the first byte; "{" needs its first line (see looks_like_a_document).
+        if head and (not head.startswith(b"{") or b"\n" in head or len(head) >= PEEK_BYTES):
+            break
+    return head, newlines, io.BufferedReader(_Replay(head, stream))
+
+
+# A document {"instances": [...]} has that one key, so it starts with it, however it is laid out.
+INSTANCES_DOCUMENT = re.compile(rb'\{\s*"instances"\s*:')
+
+
+def detect_format(path: str, stream: io.BufferedReader) -> tuple[str, int, io.BufferedReader]:
+    """By extension; for stdin or an unknown extension, by the first bytes after any BOM and
+    leading whitespace. Returns the format, the lines skipped and the stream to read."""
     suffix = Path(path).suffix.lower() if path != "-" else ""
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
-    if suffix == ".json":
-        return "json"
-    head = stream.peek(65536)[:65536].lstrip()
+    by_suffix = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+    if suffix in by_suffix:
+        return by_suffix[suffix], 0, stream
+    head, newlines, stream = sniff(stream)
     if head.startswith(b"["):
-        return "json"
+        return "json", newlines, stream
     if head.startswith(b"{"):
-        first_line = head.split(b"\n", 1)[0]
-        try:
-            obj = json.loads(first_line)
-        except ValueError:
-            return "json"  # a pretty-printed document spans several lines
-        return "json" if isinstance(obj, dict) and "instances" in obj else "jsonl"
-    return "csv"
+        return ("json" if looks_like_a_document(head) else "jsonl"), newlines, stream
+    return "csv", newlines, stream
+
+
+def looks_like_a_document(head: bytes) -> bool:
+    """For input starting with "{": a JSON document ({"instances": [...]}, or a pretty-printed
+    object, which is refused with the document's message) rather than JSON Lines."""
+    if INSTANCES_DOCUMENT.match(head):
+        return True
+    line, newline, _ = head.partition(b"\n")
+    if not newline:
+        return False  # a first line longer than the window: one record per line
+    try:
+        json.loads(line)
+    except ValueError:
+        return True  # the first line is not a whole object: a document spanning lines
+    return False
 
 
 def open_input(path: str) -> io.BufferedReader:
     if path == "-":
+        if sys.stdin is None:
+            raise UserError("stdin is closed; pass --input PATH, or give the rows on stdin")
         stdin = sys.stdin.buffer
         return stdin if isinstance(stdin, io.BufferedReader) else io.BufferedReader(stdin)
     try:
         return open(path, "rb")
     except FileNotFoundError:
-        raise UserError(f"input file {path} does not exist") from None
+        raise UserError(f"input file {shown(path)} does not exist") from None
     except IsADirectoryError:
-        raise UserError(f"input {path} is a directory; pass a CSV or JSON file, or - for stdin") from None
+        raise UserError(f"input {shown(path)} is a directory; pass a CSV or JSON file, or - for stdin") from None
     except PermissionError:
-        raise UserError(f"input file {path} is not readable (permission denied)") from None
+        raise UserError(f"input file {shown(path)} is not readable (permission denied)") from None
+    except OSError as err:
+        raise UserError(f"input file {shown(path)} cannot be opened ({err.strerror})") from None
 
 
 READERS = {"csv": read_csv, "jsonl": read_jsonl, "json": read_json_document}

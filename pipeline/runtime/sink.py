@@ -1,13 +1,17 @@
 """Where predictions go: CSV or JSON text, all or nothing.
 
 ``open_output`` owns the policy: nothing reaches the destination unless the whole input was
-read, validated and predicted. stdout is spooled (it cannot be taken back once written), a
-regular file is written beside itself and renamed, a device or pipe is written straight.
+read, validated and predicted. stdout, devices and pipes are spooled (they cannot be taken
+back once written) and written at the end; a regular file is written as a temporary file and
+renamed on success, creating any missing folders only then. ``check_output`` refuses, before
+anything is read, a destination that could never be written.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -17,30 +21,81 @@ from typing import IO
 
 import numpy as np
 
-from pipeline.runtime.files import atomic_path
+from pipeline.errors import EnvironmentFault, UserError, shown
+from pipeline.runtime.files import atomic_path, nearest_existing_folder
 
-# Output kept in memory up to this size before it spills to $TMPDIR; only stdout needs it,
-# because stdout cannot be taken back once written.
+# Output kept in memory up to this size before it spills to $TMPDIR.
 SPOOL_BYTES = 64 << 20
+# Errors of the machine rather than of the user's choice of path: exit 1, not 2.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG}
+
+
+def output_error(err: OSError, output: str) -> UserError:
+    """One line for an OSError while writing ``output``."""
+    where = "stdout" if output == "-" else shown(output)
+    reason = err.strerror or type(err).__name__
+    if err.errno in ENVIRONMENT_ERRNOS:
+        return EnvironmentFault(f"cannot write the predictions to {where}: {reason}")
+    return UserError(f"cannot write the predictions to {where}: {reason}; choose another --output")
+
+
+def check_output(output: str, input_path: str | None) -> None:
+    """Refuse, before reading anything, an output that can never be written or that names
+    the input itself (it would be replaced by the predictions)."""
+    if output == "-":
+        if sys.stdout is None:
+            raise UserError("stdout is closed; pass --output PATH")
+        return
+    path = Path(output)
+    if path.is_dir():
+        raise UserError(f"--output {shown(output)} is a directory; name a file in it")
+    if input_path is not None and input_path != "-" and path.exists():
+        try:
+            same = os.path.samefile(input_path, output)
+        except OSError:
+            same = False
+        if same:
+            raise UserError(f"--output {shown(output)} is the input file itself; it would be replaced by the "
+                            "predictions: choose another path")
+    if path.exists() and not path.is_file():
+        return  # a device or pipe: opened at the end
+    folder = nearest_existing_folder(path)
+    if not folder.is_dir():
+        raise UserError(f"--output {shown(output)}: {shown(str(folder))} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"--output {shown(output)}: cannot write in {shown(str(folder))} (permission denied); "
+                        "choose another --output")
 
 
 @contextlib.contextmanager
 def open_output(output: str) -> Iterator[IO[str]]:
     """A text stream for the predictions; released to ``output`` ("-": stdout) only if the
     block finishes without an exception."""
-    if output == "-":
+    try:
+        if output != "-" and not (Path(output).exists() and not Path(output).is_file()):
+            with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
+                yield out
+            return
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="w+", encoding="utf-8") as spool:
-            yield spool
+            try:
+                yield spool
+            except OSError as err:
+                if err.errno in (errno.EROFS, errno.EACCES, errno.ENOSPC):  # spilling to $TMPDIR
+                    raise EnvironmentFault(f"the predictions exceed {SPOOL_BYTES >> 20} MiB and cannot be held "
+                                           f"in {tempfile.gettempdir()} ({err.strerror}); pass --output PATH "
+                                           "or give the container a writable /tmp (--tmpfs /tmp)") from None
+                raise
             spool.seek(0)
-            shutil.copyfileobj(spool, sys.stdout)
-            sys.stdout.flush()
-    elif Path(output).exists() and not Path(output).is_file():
-        # A device or pipe (/dev/null, a FIFO): nothing to rename, write straight to it.
-        with open(output, "w", encoding="utf-8") as out:
-            yield out
-    else:
-        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
-            yield out
+            if output == "-":
+                shutil.copyfileobj(spool, sys.stdout)
+                sys.stdout.flush()
+            else:
+                with open(output, "w", encoding="utf-8") as device:
+                    shutil.copyfileobj(spool, device)
+    except BrokenPipeError:
+        raise
+    except OSError as err:
+        raise output_error(err, output) from None
 
 
 def format_values(pred: np.ndarray) -> list[str]:

@@ -1,49 +1,91 @@
 """What makes input acceptable: the one validation core that every front end uses, so that
-the same bad value gets the same words everywhere."""
+the same bad value gets the same words everywhere.
+
+Readers turn text into float64 values and say where each came from (``Where``); this module
+decides whether the values can be predicted: a number, finite, and still finite once cast to
+the float32 the models take (1e39 is a finite float64 but infinity in float32).
+"""
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, shown, shown_json
+
+# where(row, column) -> "line 7, column 'MedInc'": names a value for an error message;
+# column is an index in model feature order.
+Where = Callable[[int, int], str]
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def first_non_finite(chunk: np.ndarray) -> tuple[int, int] | None:
-    """(row, column) of the first NaN or infinity in a chunk, or None (one vectorized test)."""
-    if np.isfinite(chunk).all():
-        return None
-    row, col = np.argwhere(~np.isfinite(chunk))[0]
-    return int(row), int(col)
+@dataclass(frozen=True)
+class Batch:
+    """Rows ready for the model, and how to name each of them in an error."""
+    X: np.ndarray                       # (k, 8) float32, C-contiguous, every value finite
+    row_name: Callable[[int], str]      # "line 7", "record 3"
 
 
-def records_to_array(records: list, features: tuple[str, ...], where: Callable[[int], str]) -> np.ndarray:
-    """JSON records (objects keyed by feature) -> (k, 8) float64, checking every record.
+def not_finite(where: str, value: float) -> UserError:
+    return UserError(f"{where}: {value} is not a finite number (NaN and infinity cannot be predicted)")
 
-    where(i) names record i of this list for an error message ("line 7", "record 3").
+
+def out_of_float32(where: str, value: object) -> UserError:
+    return UserError(f"{where}: {shown(value)} is outside float32's range (about ±3.4e38); "
+                     "the models compute in float32")
+
+
+def to_float32(values: np.ndarray, where: Where) -> np.ndarray:
+    """(k, 8) float64 -> float32, refusing NaN, infinity and values that overflow float32."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = np.ascontiguousarray(values, dtype=np.float32)
+    if not np.isfinite(X).all():
+        row, col = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
+        value = float(values[row, col])
+        raise (not_finite(where(row, col), value) if not math.isfinite(value)
+               else out_of_float32(where(row, col), value))
+    return X
+
+
+def check_predictions(pred: np.ndarray, row_name: Callable[[int], str]) -> np.ndarray:
+    """A prediction that is not finite (inputs near float32's limits can overflow the sum) is an
+    error naming the row, never printed as inf."""
+    if not np.isfinite(pred).all():
+        row = int(np.argwhere(~np.isfinite(pred))[0][0])
+        raise UserError(f"{row_name(row)}: the model's prediction is {float(pred[row])} (the inputs are too "
+                        "large for float32 arithmetic); check the row's values")
+    return pred
+
+
+def record_values(records: list, features: tuple[str, ...], record_name: Callable[[int], str]) -> np.ndarray:
+    """JSON records (objects keyed by feature, any order) -> (k, 8) float64 in feature order.
+
+    record_name(i) names record i of this list ("line 7", "record 3"). Numbers only: true and
+    false are not house data, and an integer too large for a float is out of range.
     """
     feature_set = set(features)
     rows = []
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise UserError(f"{where(i)}: expected an object with the 8 feature names, got {type(rec).__name__}")
+        if not isinstance(rec, Mapping):
+            raise UserError(f"{record_name(i)}: expected an object with the 8 feature names, "
+                            f"got {type(rec).__name__}")
         if rec.keys() != feature_set:
             missing = [f for f in features if f not in rec]
             unknown = [k for k in rec if k not in feature_set]
+            listed = ", ".join(shown_json(k) for k in unknown[:5])
             what = "; ".join(filter(None, [f"missing {', '.join(missing)}" if missing else "",
-                                           f"unknown {', '.join(map(str, unknown))}" if unknown else ""]))
-            raise UserError(f"{where(i)}: {what}; expected exactly {', '.join(features)}")
+                                           f"unknown {listed}" if unknown else ""]))
+            raise UserError(f"{record_name(i)}: {what}; expected exactly {', '.join(features)}")
         row = []
         for name in features:
             value = rec[name]
             # bool is an int subclass in Python; true/false are not house data.
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UserError(f"{where(i)}, field {name!r}: {json.dumps(value)[:40]} is not a number")
-            if not math.isfinite(value):
-                raise UserError(f"{where(i)}, field {name!r}: {value} is not a finite number "
-                                "(NaN and infinity cannot be predicted)")
+                raise UserError(f"{record_name(i)}, field {name!r}: {shown_json(value)} is not a number")
+            if isinstance(value, int) and abs(value) > FLOAT32_MAX:
+                raise out_of_float32(f"{record_name(i)}, field {name!r}", value)
             row.append(value)
         rows.append(row)
     return np.array(rows, dtype=np.float64).reshape(-1, len(features))
