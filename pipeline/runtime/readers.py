@@ -12,7 +12,7 @@ import io
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -29,6 +29,8 @@ MAX_LINE_CHARS = 1 << 20
 # A JSON document is parsed whole, at about 10x its size in memory: 16 MiB (about 100,000
 # records) keeps that within a few times the streaming formats' peak. JSON Lines has no limit.
 MAX_DOCUMENT_CHARS = 16 << 20
+# Text is read this many characters at a time, and cut at the last line break in it.
+BLOCK_CHARS = 1 << 22
 # Bytes looked at to tell CSV from JSON Lines from a JSON document.
 PEEK_BYTES = 65536
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -62,15 +64,53 @@ def read_line(stream: IO[str], line_no: int) -> str:
     return line
 
 
-def read_lines(stream: IO[str], count: int, first_line_no: int) -> list[str]:
-    """Up to ``count`` lines, each bounded by MAX_LINE_CHARS."""
-    lines = []
-    for line_no in range(first_line_no, first_line_no + count):
-        line = read_line(stream, line_no)
-        if not line:
-            break
-        lines.append(line)
-    return lines
+def too_long(line_no: int) -> UserError:
+    return UserError(f"line {line_no} is longer than {MAX_LINE_CHARS} characters; one line holds one house's 8 values")
+
+
+def line_chunks(stream: IO[str], chunk_rows: int, first_line_no: int) -> Iterator[tuple[list[str], int]]:
+    """The remaining lines, without their line breaks, at most ``chunk_rows`` at a time, each
+    chunk with its first line's number. Text is read BLOCK_CHARS at a time and cut at its last
+    line break (one C call per block, not one per line); a line still unbroken after
+    MAX_LINE_CHARS is refused."""
+    carry, pending, line_no = "", [], first_line_no
+    while True:
+        block = stream.read(BLOCK_CHARS)
+        if block:
+            text = carry + block
+            cut = text.rfind("\n")
+            if cut < 0:
+                carry = text
+                if len(carry) > MAX_LINE_CHARS:
+                    raise too_long(line_no + len(pending))
+                continue
+            lines, carry = text[:cut].split("\n"), text[cut + 1:]
+            if len(carry) > MAX_LINE_CHARS:
+                raise too_long(line_no + len(pending) + len(lines))
+            pending += lines
+        else:
+            pending += [carry] if carry else []
+        while len(pending) >= chunk_rows or (not block and pending):
+            chunk, pending = pending[:chunk_rows], pending[chunk_rows:]
+            yield chunk, line_no
+            line_no += len(chunk)
+        if not block:
+            return
+
+
+def without_blank_lines(lines: list[str], first_line_no: int,
+                        strict: bool = False) -> tuple[list[str], Callable[[int], str]]:
+    """The lines that hold something, and how to name each by its line number in the input.
+
+    Empty lines are found by one C-level scan; whitespace-only ones (rare) need a strip of
+    every line, done only when ``strict`` (after a fast parse failed)."""
+    if strict:
+        kept = [i for i, line in enumerate(lines) if line.strip()]
+    elif "" in lines:
+        kept = [i for i, line in enumerate(lines) if line]
+    else:
+        return lines, lambda row: f"line {first_line_no + row}"
+    return [lines[i] for i in kept], lambda row: f"line {first_line_no + kept[row]}"
 
 
 def parse_header(line: str, line_no: int) -> list[str]:
@@ -93,53 +133,59 @@ def read_csv(stream: IO[str], features: tuple[str, ...], chunk_rows: int, lines_
     header = parse_header(header_line, line_no)
     order = column_order(header, features)
     rows_seen = 0
-    while True:
-        lines = read_lines(stream, chunk_rows, line_no + 1)
+    for chunk, first_line_no in line_chunks(stream, chunk_rows, line_no + 1):
+        lines, row_name = without_blank_lines(chunk, first_line_no)
+        values = parse_csv_chunk(lines, row_name, len(header))
+        if values is None:  # whitespace-only lines (or a real fault, which the strict pass names)
+            lines, row_name = without_blank_lines(chunk, first_line_no, strict=True)
+            values = parse_csv_chunk(lines, row_name, len(header), locate=True)
         if not lines:
-            break
-        numbers = [line_no + 1 + i for i, line in enumerate(lines) if line.strip()]
-        data = [line for line in lines if line.strip()]
-        line_no += len(lines)
-        if not data:
             continue
-        values = parse_csv_chunk(data, numbers, len(header))[:, order]
+        values = values[:, order]
 
-        def where(row: int, col: int, numbers=numbers) -> str:
-            return f"line {numbers[row]}, column {shown(header[order[col]].strip())}"
-        rows_seen += len(data)
-        yield Batch(validate.to_float32(values, where), lambda row, numbers=numbers: f"line {numbers[row]}")
+        def where(row: int, col: int, row_name=row_name) -> str:
+            return f"{row_name(row)}, column {shown(header[order[col]].strip())}"
+        rows_seen += len(lines)
+        yield Batch(validate.to_float32(values, where), row_name)
     if rows_seen == 0:
         raise UserError("the CSV has a header but no rows; nothing to predict")
 
 
-def parse_csv_chunk(lines: list[str], numbers: list[int], n_cols: int) -> np.ndarray:
-    """Fast path: numpy's C parser on non-blank lines. On any error, rescan them to name the
-    exact line (numbers[i] is line i's number in the input)."""
+def parse_csv_chunk(lines: list[str], row_name: Callable[[int], str], n_cols: int,
+                    locate: bool = False) -> np.ndarray | None:
+    """Fast path: numpy's C parser. On a failure, None; or with ``locate``, rescan the lines to
+    raise an error naming the exact line."""
+    if not lines:
+        return np.empty((0, n_cols))
     try:
-        arr = np.loadtxt(io.StringIO("".join(lines)), delimiter=",", dtype=np.float64, ndmin=2,
+        arr = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", dtype=np.float64, ndmin=2,
                          comments=None, quotechar='"')
     except ValueError as err:
-        locate_csv_error(lines, numbers, n_cols)
+        if not locate:
+            return None
+        locate_csv_error(lines, row_name, n_cols)
         # numpy is stricter than float() (it refuses '1_000', for one): report its own words.
-        raise UserError(f"lines {numbers[0]}-{numbers[-1]}: {shown(str(err))}") from None
+        raise UserError(f"{row_name(0)}-{row_name(len(lines) - 1)}: {shown(str(err))}") from None
     if arr.shape[1] != n_cols:
-        locate_csv_error(lines, numbers, n_cols)
+        if not locate:
+            return None
+        locate_csv_error(lines, row_name, n_cols)
         raise UserError(f"rows have {arr.shape[1]} fields, expected {n_cols} (one per header column)")
     return arr
 
 
-def locate_csv_error(lines: list[str], numbers: list[int], n_cols: int) -> None:
+def locate_csv_error(lines: list[str], row_name: Callable[[int], str], n_cols: int) -> None:
     """Slow path, only after the fast parser failed: raise a UserError for the first bad line."""
-    for line_no, line in zip(numbers, lines, strict=True):
+    for row, line in enumerate(lines):
         try:
             fields = next(csv.reader([line]))
         except csv.Error as err:
-            raise UserError(f"line {line_no}: cannot be parsed as CSV ({err})") from None
+            raise UserError(f"{row_name(row)}: cannot be parsed as CSV ({err})") from None
         if len(fields) != n_cols:
-            raise UserError(f"line {line_no} has {len(fields)} fields, expected {n_cols} (ragged row)")
+            raise UserError(f"{row_name(row)} has {len(fields)} fields, expected {n_cols} (ragged row)")
         for col, value in enumerate(fields, start=1):
             if not parses_as_number(value):
-                raise UserError(f"line {line_no}, column {col}: {shown(value.strip())} is not a number")
+                raise UserError(f"{row_name(row)}, column {col}: {shown(value.strip())} is not a number")
 
 
 def parses_as_number(value: str) -> bool:
@@ -179,26 +225,42 @@ def parse_json(text: str, where: str):
         raise UserError(f"{where}: bad JSON ({shown(str(err))})") from None
 
 
-def read_jsonl(stream: IO[str], features: tuple[str, ...], chunk_rows: int, lines_before: int = 0) -> Iterator[Batch]:
-    line_no = lines_before
-    rows_seen = 0
-    while True:
-        lines = read_lines(stream, chunk_rows, line_no + 1)
-        if not lines:
-            break
-        records, numbers = [], []
-        for offset, line in enumerate(lines, start=line_no + 1):
-            if line.strip():
-                records.append(parse_json(line, f"line {offset}"))
-                numbers.append(offset)
-        line_no += len(lines)
-        if records:
-            values = validate.record_values(records, features, lambda i, numbers=numbers: f"line {numbers[i]}")
+def fast_json_lines(lines: list[str], n_keys: int) -> list | None:
+    """Each line's JSON object, by one json.loads over the chunk as an array, or None.
 
-            def where(row: int, col: int, numbers=numbers) -> str:
-                return f"line {numbers[row]}, field {features[col]!r}"
-            rows_seen += len(records)
-            yield Batch(validate.to_float32(values, where), lambda row, numbers=numbers: f"line {numbers[row]}")
+    Kept only when it gives one object of ``n_keys`` distinct keys per line and the text holds
+    exactly ``n_keys`` colons per line: then no key was given twice (json would silently keep
+    the last) and no value spans lines (that needs a nested value, which validation refuses).
+    On None the caller parses line by line, which names the exact line and fault."""
+    text = "[" + ",".join(lines) + "]"
+    try:
+        records = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if (isinstance(records, list) and len(records) == len(lines) and all(type(r) is dict for r in records)
+            and all(len(r) == n_keys for r in records) and text.count(":") == n_keys * len(lines)):
+        return records
+    return None
+
+
+def read_jsonl(stream: IO[str], features: tuple[str, ...], chunk_rows: int, lines_before: int = 0) -> Iterator[Batch]:
+    rows_seen = 0
+    for chunk, first_line_no in line_chunks(stream, chunk_rows, lines_before + 1):
+        lines, row_name = without_blank_lines(chunk, first_line_no)
+        records = fast_json_lines(lines, len(features))
+        if records is None:  # whitespace-only lines, or a fault that the line-by-line pass names
+            lines, row_name = without_blank_lines(chunk, first_line_no, strict=True)
+            records = fast_json_lines(lines, len(features))
+            if records is None:
+                records = [parse_json(line, row_name(i)) for i, line in enumerate(lines)]
+        if not lines:
+            continue
+        values = validate.record_values(records, features, row_name)
+
+        def where(row: int, col: int, row_name=row_name) -> str:
+            return f"{row_name(row)}, field {features[col]!r}"
+        rows_seen += len(records)
+        yield Batch(validate.to_float32(values, where), row_name)
     if rows_seen == 0:
         raise UserError("input is empty; expected JSON Lines, one object with the 8 features per line")
 

@@ -7,7 +7,9 @@ the float32 the models take (1e39 is a finite float64 but infinity in float32).
 """
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -63,29 +65,37 @@ def record_values(records: list, features: tuple[str, ...], record_name: Callabl
     """JSON records (objects keyed by feature, any order) -> (k, 8) float64 in feature order.
 
     record_name(i) names record i of this list ("line 7", "record 3"). Numbers only: true and
-    false are not house data, and an integer too large for a float is out of range.
+    false are not house data, and an integer too large for float32 is out of range. The common
+    case is checked in bulk; the first bad record is found and named one by one.
     """
     feature_set = set(features)
-    rows = []
+    try:
+        if all(type(r) is dict and r.keys() == feature_set for r in records):
+            rows = list(map(operator.itemgetter(*features), records))
+            if set(map(type, itertools.chain.from_iterable(rows))) <= {int, float}:
+                return np.array(rows, dtype=np.float64).reshape(-1, len(features))
+    except OverflowError:  # an integer beyond float64: found below
+        pass
     for i, rec in enumerate(records):
-        if not isinstance(rec, Mapping):
-            raise UserError(f"{record_name(i)}: expected an object with the 8 feature names, "
-                            f"got {type(rec).__name__}")
-        if rec.keys() != feature_set:
-            missing = [f for f in features if f not in rec]
-            unknown = [k for k in rec if k not in feature_set]
-            listed = ", ".join(shown_json(k) for k in unknown[:5])
-            what = "; ".join(filter(None, [f"missing {', '.join(missing)}" if missing else "",
-                                           f"unknown {listed}" if unknown else ""]))
-            raise UserError(f"{record_name(i)}: {what}; expected exactly {', '.join(features)}")
-        row = []
-        for name in features:
-            value = rec[name]
-            # bool is an int subclass in Python; true/false are not house data.
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UserError(f"{record_name(i)}, field {name!r}: {shown_json(value)} is not a number")
-            if isinstance(value, int) and abs(value) > FLOAT32_MAX:
-                raise out_of_float32(f"{record_name(i)}, field {name!r}", value)
-            row.append(value)
-        rows.append(row)
-    return np.array(rows, dtype=np.float64).reshape(-1, len(features))
+        check_record(rec, features, feature_set, record_name(i))
+    raise AssertionError("a record failed the bulk check but passed one by one")  # a bug, not the input
+
+
+def check_record(rec: object, features: tuple[str, ...], feature_set: set[str], name: str) -> None:
+    """One record, with a message naming what is wrong with it."""
+    if not isinstance(rec, Mapping):
+        raise UserError(f"{name}: expected an object with the 8 feature names, got {type(rec).__name__}")
+    if rec.keys() != feature_set:
+        missing = [f for f in features if f not in rec]
+        unknown = [k for k in rec if k not in feature_set]
+        listed = ", ".join(shown_json(k) for k in unknown[:5])
+        what = "; ".join(filter(None, [f"missing {', '.join(missing)}" if missing else "",
+                                       f"unknown {listed}" if unknown else ""]))
+        raise UserError(f"{name}: {what}; expected exactly {', '.join(features)}")
+    for feature in features:
+        value = rec[feature]
+        # bool is an int subclass in Python; true/false are not house data.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{name}, field {feature!r}: {shown_json(value)} is not a number")
+        if isinstance(value, int) and abs(value) > FLOAT32_MAX:
+            raise out_of_float32(f"{name}, field {feature!r}", value)
