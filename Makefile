@@ -6,6 +6,8 @@
 # ---- Variables (override on the command line: make all BITS=4 ARTIFACTS=/tmp/a) ----------
 PYTHON     ?= python3
 VENV       ?= .venv
+# make bench's alternatives (pandas, pyarrow) live in a venv of their own, never in .venv or the image.
+BENCH_VENV ?= .venv-bench
 ARTIFACTS  ?= artifacts
 BITS       ?= 8
 IMAGE      ?= housing-runtime:latest
@@ -33,7 +35,7 @@ SHELL := /bin/bash
 
 # An empty variable would silently empty a prerequisite list or a path (GNU make's
 # --warn-undefined-variables does not look into prerequisites): refuse it.
-$(foreach v,PYTHON VENV ARTIFACTS BITS IMAGE BASE_IMAGE WHEELHOUSE DOCKER WHEEL_ARCH,\
+$(foreach v,PYTHON VENV BENCH_VENV ARTIFACTS BITS IMAGE BASE_IMAGE WHEELHOUSE DOCKER WHEEL_ARCH,\
   $(if $(strip $($(v))),,$(error $(v) is empty; give it a value or leave it unset for its default)))
 ifeq ($(filter $(BITS),2 3 4 5 6 7 8),)
 $(error BITS=$(BITS) is invalid; use an integer from 2 to 8 (codes are stored as uint8))
@@ -166,9 +168,9 @@ docker: $(IMAGE_STAMP)
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) HOUSING_REQUIRE_DOCKER=1 \
 	  $(PY) -m pytest -ra --strict-markers -m container tests/test_container.py $(PYTEST_ARGS)
 
-.PHONY: bench    ## Benchmark the runtime: 1M vs 10M CSV rows, time and peak memory side by side
-bench: $(MANIFEST)
-	$(PY) -m pipeline.benchmark runtime --artifacts $(A)
+.PHONY: bench    ## The runtime CLI against pandas and pyarrow scripts, 1M and 5M rows, side by side
+bench: $(MANIFEST) $(BENCH_VENV)/.installed
+	$(PY) -m pipeline.benchmark runtime --artifacts $(A) --alternatives-python $(BENCH_VENV)/bin/python
 
 .PHONY: bench-image ## Compare the image with one built the same way with scikit-learn: size, time to first prediction
 bench-image: $(IMAGE_STAMP) $(BASELINE_STAMP)
@@ -186,6 +188,11 @@ help:
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(BENCH_VENV)/.installed: requirements-bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	touch $@
 
 $(VENV)/.lint-installed: $(VENV)/.installed Makefile

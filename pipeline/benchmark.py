@@ -1,6 +1,7 @@
 """Benchmarks, measured side by side in one run; they print ratios, they assert nothing.
 
-    python -m pipeline.benchmark runtime           # 1M vs 10M CSV rows: time and peak memory
+    python -m pipeline.benchmark runtime --alternatives-python PY
+                                                   # 1M and 5M rows: the CLI vs pandas and pyarrow scripts
     python -m pipeline.benchmark image IMAGE BASELINE BASE
                                                    # image size over the base, start to first prediction
 
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +39,24 @@ def write_rows_csv(path: Path | str, n_rows: int, block_rows: int = 1_000_000) -
             fh.write(text)
 
 
-def timed_child(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one child process."""
+def write_rows_jsonl(csv_path: Path | str, jsonl_path: Path | str) -> None:
+    """The same rows as JSON Lines, one object per line, written in blocks."""
+    with open(csv_path) as src, open(jsonl_path, "w") as out:
+        names = src.readline().strip().split(",")
+        while block := src.readlines(1 << 24):
+            out.writelines(json.dumps(dict(zip(names, map(float, line.split(",")), strict=True))) + "\n"
+                           for line in block)
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float        # seconds
+    cpu: float         # user + system seconds
+    peak_rss: int      # bytes
+
+
+def timed_child(cmd: list[str]) -> Run:
+    """Wall time, CPU time and peak RSS of one child process."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -46,32 +64,68 @@ def timed_child(cmd: list[str]) -> tuple[float, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise UserError(f"{' '.join(cmd[:6])} ... failed: {proc.stderr.read().decode().strip()[:300]}")
-    return elapsed, usage.ru_maxrss * 1024
+    return Run(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
 
 
-def bench_runtime(artifacts_dir: Path, sizes: list[int]) -> dict:
-    rows = []
+def in_child(code: str, *args: str) -> None:
+    """Generate inputs in a child: Linux carries a process's peak RSS across exec, so a large
+    parent would inflate the measured tools' peaks."""
+    subprocess.run([sys.executable, "-c", "import sys; from pipeline import benchmark; " + code, *args], check=True)
+
+
+def bench_runtime(artifacts_dir: Path, sizes: list[int], alternatives_python: str, repeats: int) -> dict:
+    """The CLI against a pandas and a pyarrow script on the same CSV rows, interleaved, the best
+    of ``repeats`` each; and the CLI on the same rows as JSON Lines at the first size."""
+    model = str(artifacts_dir / config.ONNX_NAMES["uint8"])
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            src = Path(tmp) / f"rows_{n}.csv"
-            # Generated in a child: Linux carries a process's peak RSS across exec, so a large
-            # parent would inflate the runtime's measured peak.
-            subprocess.run([sys.executable, "-c", "import sys; from pipeline.benchmark import write_rows_csv; "
-                            "write_rows_csv(sys.argv[1], int(sys.argv[2]))", str(src), str(n)], check=True)
-            cmd = [sys.executable, "-m", "pipeline.runtime", "--artifacts", str(artifacts_dir),
-                   "--input", str(src), "--output", os.devnull]
-            seconds, rss = timed_child(cmd)
-            rows.append({"rows": n, "csv_bytes": src.stat().st_size, "seconds": seconds, "peak_rss_bytes": rss})
-            src.unlink()
-    first, last = rows[0], rows[-1]
-    print("| rows | CSV MB | seconds | rows/s | peak RSS MB |\n|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['rows']:,} | {r['csv_bytes'] / 1e6:.0f} | {r['seconds']:.1f} | "
-              f"{r['rows'] / r['seconds']:,.0f} | {r['peak_rss_bytes'] / 1e6:.0f} |")
-    ratio = {"rows": last["rows"] / first["rows"], "time": last["seconds"] / first["seconds"],
-             "memory": last["peak_rss_bytes"] / first["peak_rss_bytes"]}
-    print(f"\n{ratio['rows']:.0f}x the rows: {ratio['time']:.2f}x the time, {ratio['memory']:.2f}x the peak memory")
-    return {"runs": rows, "ratios": ratio}
+            src, out = Path(tmp) / f"rows_{n}.csv", Path(tmp) / "out.csv"
+            in_child("benchmark.write_rows_csv(sys.argv[1], int(sys.argv[2]))", str(src), str(n))
+            alternative = [alternatives_python, "-m", "pipeline.alternatives"]
+            tools = {
+                "CLI, CSV": [sys.executable, "-m", "pipeline.runtime", "--artifacts", str(artifacts_dir),
+                             "--input", str(src), "--output", str(out)],
+                "pandas script": [*alternative, "pandas", model, str(src), str(out)],
+                "pyarrow script": [*alternative, "pyarrow", model, str(src), str(out)],
+            }
+            if n == sizes[0]:
+                jsonl = Path(tmp) / f"rows_{n}.jsonl"
+                in_child("benchmark.write_rows_jsonl(sys.argv[1], sys.argv[2])", str(src), str(jsonl))
+                tools["CLI, JSON Lines"] = [*tools["CLI, CSV"][:5], "--input", str(jsonl), "--output", str(out)]
+            runs: dict[str, list[Run]] = {tool: [] for tool in tools}
+            for _ in range(repeats):  # interleaved, so every tool sees the same machine state
+                for tool, cmd in tools.items():
+                    runs[tool].append(timed_child(cmd))
+            for tool, tool_runs in runs.items():
+                best = min(tool_runs, key=lambda r: r.wall)
+                results.append({"rows": n, "tool": tool, "wall": best.wall, "cpu": best.cpu,
+                                "peak_rss_bytes": best.peak_rss})
+            for path in Path(tmp).iterdir():
+                path.unlink()
+    print_runtime_table(results, sizes, repeats)
+    return {"runs": results}
+
+
+def print_runtime_table(results: list[dict], sizes: list[int], repeats: int) -> None:
+    def get(n: int, tool: str) -> dict:
+        return next(r for r in results if r["rows"] == n and r["tool"] == tool)
+    print(f"| rows | tool | wall s (best of {repeats}) | CPU s | CPU / wall | peak RSS MB | wall / CLI's |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        cli = get(r["rows"], "CLI, CSV")
+        print(f"| {r['rows']:,} | {r['tool']} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['cpu'] / r['wall']:.2f} | "
+              f"{r['peak_rss_bytes'] / 1e6:.0f} | {r['wall'] / cli['wall']:.2f} |")
+    print()
+    for n in sizes:
+        cli = get(n, "CLI, CSV")
+        print(f"{n:,} rows: the CLI takes {cli['wall'] / get(n, 'pandas script')['wall']:.2f}x the pandas script's "
+              f"wall time and {cli['wall'] / get(n, 'pyarrow script')['wall']:.2f}x the pyarrow script's")
+    first, last = get(sizes[0], "CLI, CSV"), get(sizes[-1], "CLI, CSV")
+    jsonl = get(sizes[0], "CLI, JSON Lines")
+    print(f"JSON Lines takes {jsonl['wall'] / first['wall']:.2f}x the CSV's wall time ({sizes[0]:,} rows)")
+    memory = last["peak_rss_bytes"] / first["peak_rss_bytes"]
+    print(f"{sizes[-1] // sizes[0]}x the rows: {memory:.2f}x the CLI's peak memory")
 
 
 def docker_size(ref: str) -> int:
@@ -114,9 +168,12 @@ def bench_image(image: str, baseline: str, base: str, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline.benchmark", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    rt = sub.add_parser("runtime", help="runtime scaling on generated CSV rows")
-    rt.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    rt = sub.add_parser("runtime", help="the CLI against pandas and pyarrow scripts on generated rows")
+    rt.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000])
     rt.add_argument("--artifacts", type=Path, default=config.artifacts_dir(), help="the models' folder")
+    rt.add_argument("--alternatives-python", required=True,
+                    help="a python with pandas and pyarrow (requirements-bench.txt)")
+    rt.add_argument("--repeats", type=int, default=3)
     im = sub.add_parser("image", help="runtime image vs scikit-learn image")
     im.add_argument("image")
     im.add_argument("baseline")
@@ -124,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     im.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     if args.what == "runtime":
-        bench_runtime(args.artifacts, args.sizes)
+        bench_runtime(args.artifacts, args.sizes, args.alternatives_python, args.repeats)
     else:
         bench_image(args.image, args.baseline, args.base, args.repeats)
     print(json.dumps({"machine": os.uname().machine, "cpus": os.cpu_count()}))
