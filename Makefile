@@ -151,7 +151,7 @@ predict: $(MANIFEST)
 	$(PY) -m pipeline.runtime --artifacts $(A)
 
 .PHONY: test     ## Run the tests: unit and integration (container tests run in `make docker`)
-test: $(VENV)/.installed
+test: $(VENV)/.test-installed
 	$(PY) -m pytest -ra --strict-markers -m 'not container' $(PYTEST_ARGS)
 
 .PHONY: lint     ## Lint: ruff on the Python, hadolint on the Dockerfile, actionlint on the workflow
@@ -193,6 +193,11 @@ $(VENV)/.installed: requirements.txt
 $(BENCH_VENV)/.installed: requirements-bench.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+# Test-only packages (Hypothesis), pinned in their own file: never in the runtime image.
+$(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
 $(VENV)/.lint-installed: $(VENV)/.installed Makefile
