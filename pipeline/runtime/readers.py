@@ -237,8 +237,9 @@ def fast_json_lines(lines: list[str], n_keys: int) -> list | None:
         records = json.loads(text)
     except (ValueError, RecursionError):
         return None
-    if (isinstance(records, list) and len(records) == len(lines) and all(type(r) is dict for r in records)
-            and all(len(r) == n_keys for r in records) and text.count(":") == n_keys * len(lines)):
+    # Checked by map and set, at C speed: this runs on every row.
+    if (isinstance(records, list) and len(records) == len(lines) and set(map(type, records)) == {dict}
+            and set(map(len, records)) == {n_keys} and text.count(":") == n_keys * len(lines)):
         return records
     return None
 

@@ -69,12 +69,14 @@ def record_values(records: list, features: tuple[str, ...], record_name: Callabl
     case is checked in bulk; the first bad record is found and named one by one.
     """
     feature_set = set(features)
+    # In bulk, by map and set at C speed: dicts of exactly len(features) keys from which every
+    # feature can be taken have exactly the feature keys; their values must be int or float.
     try:
-        if all(type(r) is dict and r.keys() == feature_set for r in records):
+        if records and set(map(type, records)) == {dict} and set(map(len, records)) == {len(features)}:
             rows = list(map(operator.itemgetter(*features), records))
             if set(map(type, itertools.chain.from_iterable(rows))) <= {int, float}:
                 return np.array(rows, dtype=np.float64).reshape(-1, len(features))
-    except OverflowError:  # an integer beyond float64: found below
+    except (KeyError, OverflowError):  # a missing feature, an integer beyond float64: named below
         pass
     for i, rec in enumerate(records):
         check_record(rec, features, feature_set, record_name(i))
