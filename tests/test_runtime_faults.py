@@ -216,7 +216,7 @@ def predictions_of(result) -> np.ndarray:
 
 
 @pytest.mark.parametrize("case", ["bom-json", "long-first-jsonl-line", "long-leading-whitespace", "cr-only-csv",
-                                  "whitespace-trailing-lines-csv", "whitespace-trailing-lines-jsonl"])
+                                  "whitespace-trailing-lines-csv", "whitespace-trailing-lines-jsonl", "quoted-csv"])
 def test_valid_input_in_real_world_shapes_is_read_correctly(art, case):
     X = california_like_rows(4)
     expected = predictions_of(run(art, "--input", "-", stdin=csv_rows(X).encode())[0])
@@ -229,6 +229,9 @@ def test_valid_input_in_real_world_shapes_is_read_correctly(art, case):
         "cr-only-csv": csv_rows(X).replace("\n", "\r").encode(),
         "whitespace-trailing-lines-csv": (csv_rows(X) + "   \n\t\n").encode(),
         "whitespace-trailing-lines-jsonl": (dumps_lines(recs) + "   \n \t \n").encode(),
+        # Spreadsheets quote fields: the header and the numbers.
+        "quoted-csv": "".join(",".join(f'"{v}"' for v in line.split(",")) + "\n"
+                              for line in csv_rows(X).splitlines()).encode(),
     }[case]
     np.testing.assert_array_equal(predictions_of(run(art, "--input", "-", stdin=body)[0]), expected)
 

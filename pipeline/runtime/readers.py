@@ -158,8 +158,11 @@ def parse_csv_chunk(lines: list[str], row_name: Callable[[int], str], n_cols: in
     if not lines:
         return np.empty((0, n_cols))
     try:
-        arr = np.loadtxt(io.StringIO("\n".join(lines)), delimiter=",", dtype=np.float64, ndmin=2,
-                         comments=None, quotechar='"')
+        try:
+            # The lines themselves, unjoined, and no quote handling: a third faster.
+            arr = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+        except ValueError:  # perhaps quoted numbers ("1.5"), which CSV writers may emit
+            arr = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, comments=None, quotechar='"')
     except ValueError as err:
         if not locate:
             return None
