@@ -1,6 +1,7 @@
 """User-facing errors: one line on stderr, a non-zero exit, no traceback. Standard library only."""
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import sys
@@ -50,8 +51,28 @@ def shown_json(value: object) -> str:
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 
+# The signal that arrived, if any: an exception it caused deep inside an import (numpy turns
+# it into ImportError) is then reported as the interruption it is.
+_received: list[int] = []
+
+
 def _raise_interrupted(signum: int, _frame) -> None:
+    _received.append(signum)
     raise Interrupted(signum)
+
+
+def install_signal_handlers() -> None:
+    """SIGINT, SIGTERM and SIGHUP unwind the stack (see Interrupted). Call it first thing, before
+    heavy imports, so that a signal during start-up is one line too."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _raise_interrupted)
+
+
+def _say(message: str) -> None:
+    """One line on stderr; nothing if stderr is closed (print would fall back to stdout)."""
+    if sys.stderr is not None:
+        print(message, file=sys.stderr)
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], prog: str) -> None:
@@ -59,16 +80,26 @@ def run_cli(main: Callable[[list[str] | None], int | None], prog: str) -> None:
 
     Errors that only a bug can cause are left to raise with their traceback.
     """
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), _raise_interrupted)
+    install_signal_handlers()
     try:
         code = main(None)
     except UserError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        _say(f"{prog}: error: {err}")
         sys.exit(err.exit_code)
     except (Interrupted, KeyboardInterrupt) as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
-        print(f"{prog}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        _say(f"{prog}: interrupted ({signal.Signals(signum).name})")
         sys.exit(128 + signum)
+    except BaseException:
+        if _received:  # raised because of the signal, in code that wrapped it
+            _say(f"{prog}: interrupted ({signal.Signals(_received[0]).name})")
+            sys.exit(128 + _received[0])
+        raise
     sys.exit(code or 0)
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (a UserError), not the usage text and a line."""
+
+    def error(self, message: str):
+        raise UserError(f"{message}; see --help")

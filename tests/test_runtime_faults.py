@@ -111,7 +111,8 @@ def test_a_prediction_that_overflows_float32_is_an_error_naming_the_row(art):
 # ---- exceptions that used to escape ---------------------------------------------------------
 
 @pytest.mark.parametrize("body,fmt,match", [
-    ("[" * 100_000 + "]" * 100_000, "json", "nested too deeply"),
+    ("[" * 5_000 + " " * 200_000 + "]" * 5_000, "json", "nested too deeply"),
+    ("[" + ",".join(["{}"] * 100_000) + "]", "json", "too many for records of 8 numbers"),  # memory per object
     ('{"MedInc": ' + "[" * 100_000 + "\n", "jsonl", "nested too deeply"),
     ('[{"MedInc": 1' + "0" * 5000 + "}]", "json", "bad JSON"),             # more digits than Python converts
     ("[" + json.dumps(rows_with(float("inf"))[1]) + "]", "json", "not a finite number"),
@@ -175,7 +176,8 @@ def test_an_output_folder_that_is_not_writable_is_refused_before_reading(tmp_pat
     access test fails, and the error names the folder."""
     monkeypatch.setattr(sink.os, "access", lambda path, mode: False)
     with pytest.raises(sink.UserError, match="permission denied"):
-        sink.check_output(str(tmp_path / "out.csv"), None)
+        out = str(tmp_path / "out.csv")
+        sink.check_output(sink.resolve_output(out), out, None)
 
 
 @pytest.mark.parametrize("redirect,match", [("<&-", "stdin is closed"), (">&-", "stdout is closed")])
@@ -348,3 +350,109 @@ def test_an_echoed_json_key_with_a_newline_stays_on_one_line(art):
     rec = {**records(california_like_rows(1))[0], "bad\nkey": 1}
     result, _ = run(art, "--input", "-", "--input-format", "jsonl", stdin=(json.dumps(rec) + "\n").encode())
     assert_one_line_error(result, 'unknown "bad\\nkey"')
+
+
+# ---- found by an adversarial review ------------------------------------------------------
+
+def split_and_doubled_records() -> str:
+    """Line 1 and 2 hold one record split in two; line 3 holds two records: invalid JSON Lines
+    whose totals (3 lines, 3 records, 24 keys) match a valid file's."""
+    recs = records(california_like_rows(3))
+    first = json.dumps(recs[0])
+    cut = first.index(', "Population"')
+    return first[:cut] + "\n" + first[cut + 2:] + "\n" + json.dumps(recs[1]) + ", " + json.dumps(recs[2]) + "\n"
+
+
+@pytest.mark.parametrize("chunk_rows", ["65536", "1"])
+def test_records_split_across_lines_are_refused_whatever_the_chunking(art, chunk_rows):
+    result, _ = run(art, "--input", "-", "--input-format", "jsonl", "--chunk-rows", chunk_rows,
+                    stdin=split_and_doubled_records().encode())
+    assert_one_line_error(result, "line 1: bad JSON")
+
+
+def test_long_valid_lines_keep_memory_bounded(art, tmp_path):
+    """Rows padded with spaces (valid: loadtxt strips them): chunks are bounded by characters
+    too, not only by rows."""
+    _, normal_rss = run(art)
+    row = ",".join(" " * 100 + repr(float(v)) for v in california_like_rows(1)[0])
+    src = tmp_path / "padded.csv"
+    src.write_text(HEADER + (row + "\n") * 65_536)
+    result, rss = run(art, "--input", str(src), "--output", str(tmp_path / "out.csv"))
+    assert result.returncode == 0, result.stderr
+    assert rss <= 4 * normal_rss, (rss, normal_rss)
+
+
+def test_a_line_over_the_cap_is_refused_wherever_it_falls(art):
+    row = ",".join(repr(float(v)) for v in california_like_rows(1)[0])
+    result, _ = run(art, "--input", "-", stdin=(HEADER + " " * (3 << 20) + row + "\n").encode())
+    assert_one_line_error(result, "line 2 is longer than")
+
+
+@pytest.mark.parametrize("chunk_rows", ["65536", "1"])
+def test_an_unterminated_quote_is_refused_naming_its_line(art, chunk_rows):
+    rows = csv_rows(california_like_rows(3)).splitlines()
+    rows[2] = rows[2].replace(",", ',"', 1)
+    result, _ = run(art, "--input", "-", "--chunk-rows", chunk_rows, stdin=("\n".join(rows) + "\n").encode())
+    assert_one_line_error(result, "line 3: a quote is not closed")
+
+
+def test_dev_stdout_as_output_writes_to_stdout_and_keeps_the_link(art, tmp_path):
+    out = tmp_path / "preds.csv"
+    result, _ = run(art, "--output", "/dev/stdout", shell_redirect=f"> {shlex.quote(str(out))}")
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().startswith("prediction\n")
+    assert os.path.islink("/dev/stdout")
+
+
+def test_a_symlink_as_output_is_kept_and_its_target_written(art, tmp_path):
+    target, link = tmp_path / "target.csv", tmp_path / "link.csv"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    result, _ = run(art, "--output", str(link))
+    assert result.returncode == 0 and link.is_symlink()
+    assert target.read_text().startswith("prediction\n")
+
+
+def test_the_input_through_stdin_is_not_replaced_by_its_predictions(art, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text(csv_rows(california_like_rows(3)))
+    before = src.read_bytes()
+    result, _ = run(art, "--input", "-", "--output", str(src), shell_redirect=f"< {shlex.quote(str(src))}")
+    assert_one_line_error(result, "is the input file itself")
+    assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize("option", ["--output", "--artifacts"])
+def test_a_path_too_long_for_the_system_is_one_line(art, tmp_path, option):
+    long = str(tmp_path / ("a" * 300))
+    args = ("--output", long) if option == "--output" else ()
+    cmd_art = long if option == "--artifacts" else art
+    result, _ = run(cmd_art, *args)
+    assert_one_line_error(result, "")
+
+
+def test_a_signal_during_start_up_is_one_line(art):
+    cmd = [sys.executable, "-m", "pipeline.runtime", "--artifacts", str(art), "--input", "-"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.05)  # numpy and onnxruntime are still loading, or the CLI waits on stdin: either way
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=WAIT_SECONDS)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert b"Traceback" not in err and len(err.decode().strip().splitlines()) <= 1 and out == b""
+
+
+def test_with_stderr_closed_the_error_does_not_go_to_stdout(art):
+    result, _ = run(art, "--input", "/nonexistent.csv", shell_redirect="2>&-")
+    assert result.returncode == 2 and result.stdout == b""
+
+
+@pytest.mark.parametrize("args", [("--model", "int4"), ("--chunk-rows", "0"), ("--no-such-option",)])
+def test_a_bad_option_is_one_line(art, args):
+    result, _ = run(art, *args)
+    assert_one_line_error(result, "see --help")
+
+
+def test_an_output_ending_in_a_slash_is_refused(art, tmp_path):
+    result, _ = run(art, "--output", str(tmp_path / "newdir") + "/")
+    assert_one_line_error(result, "names a folder")
+    assert list(tmp_path.iterdir()) == []

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import IO
 
 from pipeline import config
-from pipeline.errors import UserError
+from pipeline.errors import OneLineArgumentParser, UserError
 from pipeline.runtime import integrity, validate
 from pipeline.runtime.model import Predictor, model_path
 from pipeline.runtime.readers import INPUT_FORMATS, READERS, detect_format, open_input
-from pipeline.runtime.sink import Writer, check_output, open_output
+from pipeline.runtime.sink import Writer, check_output, open_output, resolve_output
 from pipeline.runtime.validate import Batch
 
 PROG = "pipeline.runtime"
@@ -33,7 +33,7 @@ def predict_stream(predictor: Predictor, batches: Iterator[Batch], out: IO[str],
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description="Predict California Housing values with onnxruntime.")
+    parser = OneLineArgumentParser(prog=PROG, description="Predict California Housing values with onnxruntime.")
     parser.add_argument("--model", choices=config.MODEL_VARIANTS, default=config.MODEL_VARIANTS[0],
                         help="which exported model to run (default: %(default)s)")
     parser.add_argument("--input", default=None, metavar="PATH",
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     art = args.artifacts or config.artifacts_dir()
     input_path = args.input if args.input is not None else str(art / config.SAMPLE_NAME)
-    check_output(args.output, input_path)
+    dest = resolve_output(args.output)
+    check_output(dest, args.output, input_path)
     path = model_path(art, args.model)
     if not args.no_verify_manifest:
         integrity.check_file(art / config.MANIFEST_NAME, path)
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline=None)
     batches = READERS[fmt](text, predictor.feature_names, args.chunk_rows, lines_before)
     try:
-        with open_output(args.output) as out:
+        with open_output(dest, args.output) as out:
             predict_stream(predictor, batches, out, args.format)
     except UnicodeDecodeError as err:
         raise UserError(f"input is not UTF-8 text (byte {err.start} of a read block); "

@@ -8,15 +8,23 @@ from pipeline.errors import UserError, shown
 from pipeline.runtime.files import sha256_file
 
 
+# A manifest lists a dozen files: anything far larger is not one (and is not read whole).
+MAX_MANIFEST_BYTES = 1 << 20
+
+
 def manifest_entry(manifest_path: Path, name: str) -> dict:
     """The manifest's {"sha256": str, "size": int} for ``name``; any other shape is refused."""
     invalid = UserError(f"manifest {shown(str(manifest_path))} is not a valid manifest; rebuild with `make all`")
     try:
-        doc = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
+        with open(manifest_path, "rb") as fh:
+            data = fh.read(MAX_MANIFEST_BYTES + 1)
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise invalid
+        doc = json.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise UserError(f"manifest {shown(str(manifest_path))} not found; rebuild with `make all`, "
                         "or pass --no-verify-manifest to skip the check") from None
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise invalid from None
     except OSError as err:
         raise UserError(f"manifest {shown(str(manifest_path))} cannot be read ({err.strerror})") from None
@@ -35,6 +43,10 @@ def manifest_entry(manifest_path: Path, name: str) -> dict:
 def check_file(manifest_path: Path, path: Path) -> None:
     """Refuse a file whose size or sha256 differs from the manifest's record of it."""
     entry = manifest_entry(manifest_path, path.name)
-    if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+    try:
+        matches = path.stat().st_size == entry["size"] and sha256_file(path) == entry["sha256"]
+    except OSError as err:
+        raise UserError(f"model file {shown(str(path))} cannot be read ({err.strerror})") from None
+    if not matches:
         raise UserError(f"{shown(str(path))} does not match its sha256 in {shown(str(manifest_path))} "
                         "(modified or corrupted); rebuild with `make all`")

@@ -85,6 +85,11 @@ class Predictor:
 
 def model_path(artifacts_dir: Path, variant: str) -> Path:
     path = artifacts_dir / config.ONNX_NAMES[variant]
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as err:  # a name too long, a folder that cannot be searched
+        raise UserError(f"model file {shown(str(path))} cannot be reached ({err.strerror}); "
+                        "pass --artifacts DIR") from None
+    if not found:
         raise UserError(f"model file {shown(str(path))} not found; run `make all`, or pass --artifacts DIR")
     return path

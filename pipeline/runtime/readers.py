@@ -8,8 +8,10 @@ JSON document at most MAX_DOCUMENT_CHARS; beyond that is an error, not an alloca
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import operator
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -18,7 +20,7 @@ from typing import IO
 
 import numpy as np
 
-from pipeline.errors import UserError, shown, shown_json
+from pipeline.errors import EnvironmentFault, UserError, shown, shown_json
 from pipeline.runtime import validate
 from pipeline.runtime.validate import Batch
 
@@ -31,6 +33,9 @@ MAX_LINE_CHARS = 1 << 20
 MAX_DOCUMENT_CHARS = 16 << 20
 # Text is read this many characters at a time, and cut at the last line break in it.
 BLOCK_CHARS = 1 << 22
+# A JSON document may hold at most one object or list per this many characters (see
+# read_json_document): it bounds what parsing it whole can allocate.
+CHARS_PER_CONTAINER = 40
 # Bytes looked at to tell CSV from JSON Lines from a JSON document.
 PEEK_BYTES = 65536
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -57,10 +62,9 @@ def column_order(header: list[str], features: tuple[str, ...]) -> list[int]:
 
 def read_line(stream: IO[str], line_no: int) -> str:
     """The next line (with its newline; "" at the end), refusing one over MAX_LINE_CHARS."""
-    line = stream.readline(MAX_LINE_CHARS + 1)
-    if len(line) > MAX_LINE_CHARS:
-        raise UserError(f"line {line_no} is longer than {MAX_LINE_CHARS} characters; "
-                        "one line holds one house's 8 values")
+    line = stream.readline(MAX_LINE_CHARS + 2)
+    if len(line.rstrip("\n")) > MAX_LINE_CHARS:
+        raise too_long(line_no)
     return line
 
 
@@ -69,11 +73,13 @@ def too_long(line_no: int) -> UserError:
 
 
 def line_chunks(stream: IO[str], chunk_rows: int, first_line_no: int) -> Iterator[tuple[list[str], int]]:
-    """The remaining lines, without their line breaks, at most ``chunk_rows`` at a time, each
-    chunk with its first line's number. Text is read BLOCK_CHARS at a time and cut at its last
-    line break (one C call per block, not one per line); a line still unbroken after
-    MAX_LINE_CHARS is refused."""
-    carry, pending, line_no = "", [], first_line_no
+    """The remaining lines, without their line breaks, each chunk with its first line's number.
+
+    Text is read BLOCK_CHARS at a time and cut at its last line break (one C call per block,
+    not one per line). A chunk holds at most ``chunk_rows`` lines and at most one block's text,
+    so memory is bounded by characters as well as rows; a line over MAX_LINE_CHARS is refused,
+    wherever it falls."""
+    carry, line_no = "", first_line_no
     while True:
         block = stream.read(BLOCK_CHARS)
         if block:
@@ -82,16 +88,17 @@ def line_chunks(stream: IO[str], chunk_rows: int, first_line_no: int) -> Iterato
             if cut < 0:
                 carry = text
                 if len(carry) > MAX_LINE_CHARS:
-                    raise too_long(line_no + len(pending))
+                    raise too_long(line_no)
                 continue
             lines, carry = text[:cut].split("\n"), text[cut + 1:]
             if len(carry) > MAX_LINE_CHARS:
-                raise too_long(line_no + len(pending) + len(lines))
-            pending += lines
+                raise too_long(line_no + len(lines))
         else:
-            pending += [carry] if carry else []
-        while len(pending) >= chunk_rows or (not block and pending):
-            chunk, pending = pending[:chunk_rows], pending[chunk_rows:]
+            lines, carry = ([carry] if carry else []), ""
+        if lines and max(map(len, lines)) > MAX_LINE_CHARS:
+            raise too_long(line_no + next(i for i, line in enumerate(lines) if len(line) > MAX_LINE_CHARS))
+        for start in range(0, len(lines), chunk_rows):
+            chunk = lines[start:start + chunk_rows]
             yield chunk, line_no
             line_no += len(chunk)
         if not block:
@@ -162,6 +169,8 @@ def parse_csv_chunk(lines: list[str], row_name: Callable[[int], str], n_cols: in
             # The lines themselves, unjoined, and no quote handling: a third faster.
             arr = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
         except ValueError:  # perhaps quoted numbers ("1.5"), which CSV writers may emit
+            if any(line.count('"') % 2 for line in lines):
+                raise  # an unterminated quote: a field may not run on to the next line
             arr = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, comments=None, quotechar='"')
     except ValueError as err:
         if not locate:
@@ -180,6 +189,8 @@ def parse_csv_chunk(lines: list[str], row_name: Callable[[int], str], n_cols: in
 def locate_csv_error(lines: list[str], row_name: Callable[[int], str], n_cols: int) -> None:
     """Slow path, only after the fast parser failed: raise a UserError for the first bad line."""
     for row, line in enumerate(lines):
+        if line.count('"') % 2:
+            raise UserError(f"{row_name(row)}: a quote is not closed on its line; a field may not span lines")
         try:
             fields = next(csv.reader([line]))
         except csv.Error as err:
@@ -235,6 +246,9 @@ def fast_json_lines(lines: list[str], n_keys: int) -> list | None:
     exactly ``n_keys`` colons per line: then no key was given twice (json would silently keep
     the last) and no value spans lines (that needs a nested value, which validation refuses).
     On None the caller parses line by line, which names the exact line and fault."""
+    # Each line must start with { and end with }: with the counts below, no value spans lines.
+    if set(map(operator.itemgetter(0), lines)) != {"{"} or set(map(operator.itemgetter(-1), lines)) != {"}"}:
+        return None
     text = "[" + ",".join(lines) + "]"
     try:
         records = json.loads(text)
@@ -247,23 +261,37 @@ def fast_json_lines(lines: list[str], n_keys: int) -> list | None:
     return None
 
 
+def fast_json_values(lines: list[str], features: tuple[str, ...]) -> np.ndarray | None:
+    """The chunk's values by the fast path, or None if anything in it is not plainly valid
+    (the slow path then names the first fault, with the same words whatever the chunking)."""
+    if not lines:
+        return np.empty((0, len(features)))
+    records = fast_json_lines(lines, len(features))
+    if records is None:
+        return None
+    try:
+        return validate.record_values(records, features, lambda i: f"line {i}")
+    except UserError:
+        return None
+
+
 def read_jsonl(stream: IO[str], features: tuple[str, ...], chunk_rows: int, lines_before: int = 0) -> Iterator[Batch]:
     rows_seen = 0
     for chunk, first_line_no in line_chunks(stream, chunk_rows, lines_before + 1):
         lines, row_name = without_blank_lines(chunk, first_line_no)
-        records = fast_json_lines(lines, len(features))
-        if records is None:  # whitespace-only lines, or a fault that the line-by-line pass names
+        values = fast_json_values(lines, features)
+        if values is None:  # whitespace-only lines, or a fault that the line-by-line pass names
             lines, row_name = without_blank_lines(chunk, first_line_no, strict=True)
-            records = fast_json_lines(lines, len(features))
-            if records is None:
+            values = fast_json_values(lines, features)
+            if values is None:
                 records = [parse_json(line, row_name(i)) for i, line in enumerate(lines)]
+                values = validate.record_values(records, features, row_name)
         if not lines:
             continue
-        values = validate.record_values(records, features, row_name)
 
         def where(row: int, col: int, row_name=row_name) -> str:
             return f"{row_name(row)}, field {features[col]!r}"
-        rows_seen += len(records)
+        rows_seen += len(lines)
         yield Batch(validate.to_float32(values, where), row_name)
     if rows_seen == 0:
         raise UserError("input is empty; expected JSON Lines, one object with the 8 features per line")
@@ -278,6 +306,12 @@ def read_json_document(stream: IO[str], features: tuple[str, ...], chunk_rows: i
                         "send JSON Lines (one object per line), which streams")
     if not text.strip():
         raise UserError("input is empty; expected a JSON list of records or {\"instances\": [...]}")
+    # Parsed whole, a document costs memory per object, not per character: "[{},{},...]" is
+    # 3 characters an object. A record of 8 numbers takes 60 or more, so allow one per 40.
+    containers = text.count("{") + text.count("[")
+    if containers > len(text) // CHARS_PER_CONTAINER + 2:
+        raise UserError(f"the JSON document holds {containers} objects or lists in {len(text)} characters, "
+                        "too many for records of 8 numbers; send one record per 8 numbers, or JSON Lines")
     doc = parse_json(text, "the JSON document")
     if isinstance(doc, dict) and set(doc) == {"instances"}:
         doc = doc["instances"]
@@ -375,14 +409,32 @@ def looks_like_a_document(head: bytes) -> bool:
     return False
 
 
+class _Guarded(io.RawIOBase):
+    """The input's bytes, with a read error turned into one line: the machine's (EIO) exit 1,
+    anything else (a descriptor not open for reading, say) exit 2."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            return self.raw.readinto(buffer)
+        except OSError as err:
+            fault = EnvironmentFault if err.errno in (errno.EIO, errno.ENXIO) else UserError
+            raise fault(f"cannot read the input: {err.strerror or type(err).__name__}") from None
+
+
 def open_input(path: str) -> io.BufferedReader:
     if path == "-":
         if sys.stdin is None:
             raise UserError("stdin is closed; pass --input PATH, or give the rows on stdin")
-        stdin = sys.stdin.buffer
-        return stdin if isinstance(stdin, io.BufferedReader) else io.BufferedReader(stdin)
+        # The unbuffered descriptor: a buffered one would wait to fill its buffer from a slow pipe.
+        return io.BufferedReader(_Guarded(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer)))
     try:
-        return open(path, "rb")
+        return io.BufferedReader(_Guarded(open(path, "rb", buffering=0)))
     except FileNotFoundError:
         raise UserError(f"input file {shown(path)} does not exist") from None
     except IsADirectoryError:

@@ -13,9 +13,11 @@ import errno
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -39,41 +41,91 @@ def output_error(err: OSError, output: str) -> UserError:
     return UserError(f"cannot write the predictions to {where}: {reason}; choose another --output")
 
 
-def check_output(output: str, input_path: str | None) -> None:
-    """Refuse, before reading anything, an output that can never be written or that names
-    the input itself (it would be replaced by the predictions)."""
-    if output == "-":
+# Paths that name this process's stdout: written through sys.stdout, never opened or renamed.
+STDOUT_PATHS = {"/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"}
+# Where a path names a device or a descriptor, not a file to replace.
+SPECIAL_ROOTS = ("/dev/", "/proc/")
+
+
+@dataclass(frozen=True)
+class Destination:
+    kind: str            # "stdout", "device" (spooled, opened at the end) or "file" (atomic)
+    path: Path | None    # for "file", the real file (symlinks followed, so a link is kept)
+
+
+def resolve_output(output: str) -> Destination:
+    """What --output names, decided before anything is read."""
+    if output == "-" or output in STDOUT_PATHS:
+        return Destination("stdout", None)
+    if output.endswith("/"):
+        raise UserError(f"--output {shown(output)} names a folder; name a file")
+    try:
+        real = Path(os.path.realpath(output))
+        exists, is_file, is_dir = real.exists(), real.is_file(), real.is_dir()
+    except OSError as err:
+        raise UserError(f"--output {shown(output)}: {err.strerror}; choose another --output") from None
+    if is_dir:
+        raise UserError(f"--output {shown(output)} is a directory; name a file in it")
+    if output.startswith(SPECIAL_ROOTS) or (exists and not is_file):
+        return Destination("device", Path(output))
+    return Destination("file", real)
+
+
+def same_file(input_path: str, target: Path) -> bool:
+    try:
+        if input_path == "-":
+            if sys.stdin is None:
+                return False
+            a, b = os.fstat(sys.stdin.fileno()), target.stat()
+            return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        return os.path.samefile(input_path, target)
+    except (OSError, ValueError):
+        return False
+
+
+def check_output(dest: Destination, output: str, input_path: str | None) -> None:
+    """Refuse, before reading anything, an output that can never be written or that is the
+    input itself (it would be replaced by the predictions), also when the input is stdin."""
+    if dest.kind == "stdout":
         if sys.stdout is None:
             raise UserError("stdout is closed; pass --output PATH")
         return
-    path = Path(output)
-    if path.is_dir():
-        raise UserError(f"--output {shown(output)} is a directory; name a file in it")
-    if input_path is not None and input_path != "-" and path.exists():
-        try:
-            same = os.path.samefile(input_path, output)
-        except OSError:
-            same = False
-        if same:
-            raise UserError(f"--output {shown(output)} is the input file itself; it would be replaced by the "
-                            "predictions: choose another path")
-    if path.exists() and not path.is_file():
-        return  # a device or pipe: opened at the end
-    folder = nearest_existing_folder(path)
-    if not folder.is_dir():
-        raise UserError(f"--output {shown(output)}: {shown(str(folder))} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if dest.kind == "device":
+        return
+    if input_path is not None and dest.path.exists() and same_file(input_path, dest.path):
+        raise UserError(f"--output {shown(output)} is the input file itself; it would be replaced by the "
+                        "predictions: choose another path")
+    try:
+        folder = nearest_existing_folder(dest.path)
+        if not folder.is_dir():
+            raise UserError(f"--output {shown(output)}: {shown(str(folder))} is a file, not a folder")
+        writable = os.access(folder, os.W_OK | os.X_OK)
+    except OSError as err:
+        raise UserError(f"--output {shown(output)}: {err.strerror}; choose another --output") from None
+    if not writable:
         raise UserError(f"--output {shown(output)}: cannot write in {shown(str(folder))} (permission denied); "
                         "choose another --output")
 
 
 @contextlib.contextmanager
-def open_output(output: str) -> Iterator[IO[str]]:
-    """A text stream for the predictions; released to ``output`` ("-": stdout) only if the
-    block finishes without an exception."""
+def signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP wait while the predictions are released: once the first byte
+    has gone out, the rest follows (a signal then ends the process just after)."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
-        if output != "-" and not (Path(output).exists() and not Path(output).is_file()):
-            with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def open_output(dest: Destination, output: str) -> Iterator[IO[str]]:
+    """A text stream for the predictions; released to ``dest`` only if the block finishes
+    without an exception."""
+    try:
+        if dest.kind == "file":
+            with atomic_path(dest.path) as tmp, open(tmp, "w", encoding="utf-8") as out:
                 yield out
             return
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="w+", encoding="utf-8") as spool:
@@ -86,12 +138,13 @@ def open_output(output: str) -> Iterator[IO[str]]:
                                            "or give the container a writable /tmp (--tmpfs /tmp)") from None
                 raise
             spool.seek(0)
-            if output == "-":
-                shutil.copyfileobj(spool, sys.stdout)
-                sys.stdout.flush()
-            else:
-                with open(output, "w", encoding="utf-8") as device:
-                    shutil.copyfileobj(spool, device)
+            with signals_held():
+                if dest.kind == "stdout":
+                    shutil.copyfileobj(spool, sys.stdout)
+                    sys.stdout.flush()
+                else:
+                    with open(dest.path, "w", encoding="utf-8") as device:
+                        shutil.copyfileobj(spool, device)
     except BrokenPipeError:
         raise
     except OSError as err:
