@@ -153,7 +153,7 @@ def open_output(dest: Destination, output: str) -> Iterator[IO[str]]:
 
 def format_values(pred: np.ndarray) -> list[str]:
     # numpy's shortest round-trip repr of each float32, vectorized.
-    return pred.astype(np.float32).astype(str).tolist()
+    return np.asarray(pred, dtype=np.float32).astype(str).tolist()  # no copy when already float32
 
 
 class Writer:
