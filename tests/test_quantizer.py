@@ -95,6 +95,21 @@ def test_at_3_bits_n_8_the_result_is_the_exhaustive_optimum():
     assert exact_up_to_rounding(result, coef, cov)
 
 
+def test_when_no_coarse_scale_beats_zero_weights_the_search_still_finds_the_optimum():
+    """Weights no code vector can point along: C = I + 1e4 (I - u u'), u = w / |w|, penalises
+    every direction but w's own. At 2 bits every coarse scale's best codes are all zero, whose
+    excess w'Cw proves no scale floor; this once divided by a scale of 0 (ZeroDivisionError)."""
+    coef = np.sqrt([2.0, 3.0, 5.0, 7.0])
+    u = coef / np.linalg.norm(coef)
+    cov = np.eye(4) + 1e4 * (np.eye(4) - np.outer(u, u))
+    result = quantizer.search(coef, cov, 2)
+    check_result(result, coef, cov, 2)
+    optimum = optimality.exhaustive_optimum(coef, cov, 2)
+    assert result.excess_mse < float(coef @ cov @ coef)                # better than zero weights
+    assert result.excess_mse <= optimum + result.gap_bound + tolerances.COST_RTOL * optimum
+    assert exact_up_to_rounding(result, coef, cov)
+
+
 def sweep_failures(args: tuple[int, int]) -> list[str]:
     """What goes wrong for one random regression problem at one width (empty: nothing)."""
     seed, bits = args
