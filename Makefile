@@ -89,7 +89,7 @@ COMPARE_PY  := pipeline/compare.py pipeline/verify.py pipeline/tolerances.py pip
                pipeline/metrics.py $(DATA_PY)
 # The runtime image's code (see Dockerfile): the shared modules and the runtime package.
 RUNTIME_PY  := $(SHARED_PY) $(addprefix pipeline/runtime/,__init__.py __main__.py cli.py files.py integrity.py \
-               model.py readers.py sink.py validate.py)
+               floattext.py model.py readers.py sink.py validate.py)
 # The ONNX models and the sources they are checked against: export, verify and compare read them.
 MODEL_ARGS = --split $(SPLIT) --model $(MODEL) --params $(QUANT_PARAMS) \
              --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) --uint8 $(ONNX_UINT8)

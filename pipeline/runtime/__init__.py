@@ -16,7 +16,8 @@ One module per job:
 - ``readers``: input files and streams -> float64 chunks in model feature order;
 - ``validate``: what makes a value or a batch acceptable (the one core every front end uses);
 - ``model``: the onnxruntime session, after its integrity check (``integrity``);
-- ``sink``: where predictions go, all or nothing (``files`` holds the atomic write);
+- ``sink``: where predictions go, all or nothing (``files`` holds the atomic write,
+  ``floattext`` the predictions' text);
 - ``cli``: the command line.
 
 Imports only the standard library, numpy, onnxruntime and the shared ``pipeline.config`` and
