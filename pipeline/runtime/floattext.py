@@ -22,7 +22,9 @@ Everything this arithmetic cannot decide exactly goes to numpy, element by eleme
 outside the positional range and zeros; powers of two (their interval is lopsided, so a
 farther decimal on the wide side may round back when the closest does not); candidates
 within a few ulps of a bound, where half-even rounding decides; and near-ties between two
-closest decimals. On predictions those are rare, so the fast path carries nearly all rows.
+closest decimals in an interval wide enough to hold one. On predictions those are rare, so
+the fast path carries nearly all rows; a chunk where they are not (zeros, 0/1 labels, huge
+values) is left to numpy whole, which is then the faster.
 """
 from __future__ import annotations
 
@@ -42,6 +44,11 @@ WIDEST_NUMPY = 15              # '-1.17549435e-38', the longest float32 numpy wr
 BOUND_MARGIN = 8 * float(np.finfo(np.float64).eps)
 # A scaled value this close to .5 has two nearly equally close decimals: numpy decides.
 TIE_MARGIN = 1e-6
+# Both closest decimals of a near-tie are 0.5 away (within TIE_MARGIN): in a scaled interval
+# narrower than this, neither can be inside.
+TIE_WIDTH = 0.9
+# A chunk where at least this share of rows needs numpy is formatted by numpy alone.
+NUMPY_SHARE = 0.5
 # Rows formatted per pass: each pass's arrays stay in the CPU cache.
 CHUNK_ROWS = 1 << 15
 # Two ASCII digits per uint16 ("00" to "99"), in memory order.
@@ -61,8 +68,10 @@ def shortest_digits(t: np.ndarray, t_lo: np.ndarray, t_hi: np.ndarray) -> tuple[
         d = np.rint(scaled)
         margin = BOUND_MARGIN * scaled
         undecided = length == 0
-        doubtful |= undecided & ((np.abs(d - low) <= margin) | (np.abs(d - high) <= margin)
-                                 | (np.abs(scaled - np.floor(scaled) - 0.5) < TIE_MARGIN))
+        # A near-tie matters only where an interval about 1 wide could hold either decimal:
+        # in a narrower one both lie outside whichever rint picks (x.5, x.25 stay fast).
+        near_tie = (np.abs(scaled - np.floor(scaled) - 0.5) < TIE_MARGIN) & (high - low > TIE_WIDTH)
+        doubtful |= undecided & ((np.abs(d - low) <= margin) | (np.abs(d - high) <= margin) | near_tie)
         found = undecided & (d > low) & (d < high)
         digits = np.where(found, d, digits)
         length = np.where(found, p, length)
@@ -117,7 +126,7 @@ def numpy_rows(x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, np.arange(width) < np.char.str_len(text)[:, None]
 
 
-def join_chunk(x: np.ndarray, sep: np.ndarray) -> bytes:
+def join_chunk(x: np.ndarray, sep: np.ndarray, separator: str) -> bytes:
     a = np.abs(x).astype(np.float64)
     # Powers of two (zero mantissa bits) have a lopsided rounding interval: numpy decides.
     fast = (a >= POSITIONAL_LOW) & (a < POSITIONAL_HIGH) & ((np.abs(x).view(np.uint32) & 0x7FFFFF) != 0)
@@ -128,6 +137,8 @@ def join_chunk(x: np.ndarray, sep: np.ndarray) -> bytes:
     unscale = 10.0 ** -e          # exact for e <= 0, rounded once for e > 0
     d, p, decided = shortest_digits(a * unscale, (a + below) / 2 * unscale, (a + above) / 2 * unscale)
     fast &= decided
+    if not fast.mean() > 1 - NUMPY_SHARE:   # zeros, labels, huge values: numpy's join is faster
+        return "".join(v + separator for v in x.astype(str).tolist()).encode("ascii")
     # |x| 10^12 = D 10^(12 - k), k = p - 1 - e: 13 - p + e is in [0, 17] on the fast rows.
     v = d * INT64_POW10[np.clip(13 - p + e, 0, 18)]
     rows, keep = positional_rows(x, np.where(fast, v, 0))
@@ -145,5 +156,5 @@ def join_float32(values: np.ndarray, separator: str) -> str:
     x = np.asarray(values, dtype=np.float32).reshape(-1)
     sep = np.frombuffer(separator.encode("ascii"), np.uint8)
     with np.errstate(all="ignore"):  # nan and inf take numpy's path; their casts need no warning
-        chunks = [join_chunk(x[i:i + CHUNK_ROWS], sep) for i in range(0, x.size, CHUNK_ROWS)]
+        chunks = [join_chunk(x[i:i + CHUNK_ROWS], sep, separator) for i in range(0, x.size, CHUNK_ROWS)]
     return b"".join(chunks).decode("ascii")
