@@ -11,6 +11,7 @@ BENCH_VENV ?= .venv-bench
 ARTIFACTS  ?= artifacts
 BITS       ?= 8
 IMAGE      ?= housing-runtime:latest
+PORT       ?= 8080
 BASE_IMAGE ?= python:3.11-slim
 WHEELHOUSE ?= .wheelhouse
 DOCKER     ?= docker
@@ -35,7 +36,7 @@ SHELL := /bin/bash
 
 # An empty variable would silently empty a prerequisite list or a path (GNU make's
 # --warn-undefined-variables does not look into prerequisites): refuse it.
-$(foreach v,PYTHON VENV BENCH_VENV ARTIFACTS BITS IMAGE BASE_IMAGE WHEELHOUSE DOCKER WHEEL_ARCH,\
+$(foreach v,PYTHON VENV BENCH_VENV ARTIFACTS BITS IMAGE PORT BASE_IMAGE WHEELHOUSE DOCKER WHEEL_ARCH,\
   $(if $(strip $($(v))),,$(error $(v) is empty; give it a value or leave it unset for its default)))
 ifeq ($(filter $(BITS),2 3 4 5 6 7 8),)
 $(error BITS=$(BITS) is invalid; use an integer from 2 to 8 (codes are stored as uint8))
@@ -89,15 +90,17 @@ COMPARE_PY  := pipeline/compare.py pipeline/verify.py pipeline/tolerances.py pip
                pipeline/metrics.py $(DATA_PY)
 # The runtime image's code (see Dockerfile): the shared modules and the runtime package.
 RUNTIME_PY  := $(SHARED_PY) $(addprefix pipeline/runtime/,__init__.py __main__.py cli.py files.py integrity.py \
-               floattext.py model.py readers.py sink.py validate.py)
+               floattext.py model.py protocol.py readers.py server.py sink.py validate.py)
 # The ONNX models and the sources they are checked against: export, verify and compare read them.
 MODEL_ARGS = --split $(SPLIT) --model $(MODEL) --params $(QUANT_PARAMS) \
              --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) --uint8 $(ONNX_UINT8)
 
-# What the runtime image installs: numpy, onnxruntime and onnxruntime's own requirements,
+# What the runtime image installs: numpy, onnxruntime and onnxruntime's own requirements, and
+# the server's stack (Starlette, uvicorn, prometheus-client and their requirements),
 # at the versions pinned in requirements.txt. manylinux tags, newest first: without them pip
 # silently settles for old wheels.
-RUNTIME_PACKAGES := numpy onnxruntime flatbuffers protobuf packaging
+RUNTIME_PACKAGES := numpy onnxruntime flatbuffers protobuf packaging \
+                    starlette uvicorn prometheus-client anyio h11 idna click typing_extensions
 WHEEL_PLATFORMS  := manylinux_2_28_$(WHEEL_ARCH) manylinux_2_27_$(WHEEL_ARCH) manylinux_2_17_$(WHEEL_ARCH) manylinux2014_$(WHEEL_ARCH)
 # The image ships these artifacts (see Dockerfile).
 IMAGE_ARTIFACTS := $(ONNX_MODELS) $(MANIFEST) $(SAMPLE)
@@ -150,6 +153,10 @@ optimality: $(SPLIT) $(MODEL)
 predict: $(MANIFEST)
 	$(PY) -m pipeline.runtime --artifacts $(A)
 
+.PHONY: serve    ## Serve the three models over KServe V2 on 127.0.0.1:8080 (PORT=...), onnxruntime only
+serve: $(MANIFEST)
+	$(PY) -m pipeline.runtime serve --host 127.0.0.1 --port $(PORT) --artifacts $(A)
+
 .PHONY: test     ## Run the tests: unit and integration (container tests run in `make docker`)
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -ra --strict-markers -m 'not container' $(PYTEST_ARGS)
@@ -164,7 +171,7 @@ lint: $(VENV)/.lint-installed
 wheels: $(WHEELHOUSE)/runtime-requirements.txt
 
 .PHONY: docker   ## Build the onnxruntime-only image IMAGE from the artifacts, then run the container tests
-docker: $(IMAGE_STAMP)
+docker: $(IMAGE_STAMP) $(VENV)/.test-installed
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) HOUSING_REQUIRE_DOCKER=1 \
 	  $(PY) -m pytest -ra --strict-markers -m container tests/test_container.py $(PYTEST_ARGS)
 
@@ -195,7 +202,7 @@ $(BENCH_VENV)/.installed: requirements-bench.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	touch $@
 
-# Test-only packages (Hypothesis), pinned in their own file: never in the runtime image.
+# Test-only packages (Hypothesis, tritonclient), pinned in their own file: never in the runtime image.
 $(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@

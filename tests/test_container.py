@@ -146,3 +146,45 @@ def test_layers_over_the_base_within_the_size_goal():
         return int(out.stdout)
     added = size(IMAGE) - size(BASE_IMAGE)
     assert added <= SIZE_GOAL_BYTES, f"{added / 1e6:.1f} MB added over {BASE_IMAGE}"
+
+
+def test_the_image_serves_kserve_v2_to_tritonclient_and_stops_cleanly_on_sigterm(tmp_path):
+    """`docker run IMAGE serve`, read-only and non-root: tritonclient sees it ready, its
+    predictions equal the host's onnxruntime on the image's own model file, and `docker stop`
+    (SIGTERM) ends it with exit code 0 well within its 10 s."""
+    import socket
+    import time
+
+    import tritonclient.http as triton
+
+    from helpers import california_like_rows
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = docker("run", "-d", "--read-only", "--network", "host", IMAGE, "serve", "--host", "127.0.0.1",
+                     "--port", str(port))
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.decode().strip()
+    try:
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if client.is_server_ready():
+                    break
+            except Exception:  # not listening yet
+                time.sleep(0.2)
+        assert client.is_model_ready("uint8")
+        X = california_like_rows(100, seed=5).astype(np.float32)
+        tensor = triton.InferInput("input", list(X.shape), "FP32")
+        tensor.set_data_from_numpy(X)
+        got = client.infer("uint8", [tensor]).as_numpy("variable").reshape(-1)
+        model = image_file(f"/app/artifacts/{config.ONNX_NAMES['uint8']}", tmp_path)
+        np.testing.assert_array_equal(got, host_predictions(model, X))
+        stopping = time.monotonic()
+        assert docker("stop", "-t", "15", container).returncode == 0
+        assert time.monotonic() - stopping < 10
+        code = docker("inspect", "--format", "{{.State.ExitCode}}", container)
+        assert code.stdout.decode().strip() == "0", docker("logs", container).stderr.decode()[-2000:]
+    finally:
+        docker("rm", "-f", container)

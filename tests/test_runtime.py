@@ -207,12 +207,20 @@ from pipeline.runtime import cli
 with contextlib.redirect_stdout(io.StringIO()) as buf:
     cli.main(["--artifacts", sys.argv[1]])
 assert buf.getvalue().startswith("prediction\\n"), buf.getvalue()
+if sys.argv[2:] == ["server"]:  # and what serving adds: the server module and its protocol
+    from pipeline.runtime import server
+    server.build_app(server.Protocol(server.load_models(__import__("pathlib").Path(sys.argv[1]), True)),
+                     server.Metrics())
 print(json.dumps({name: getattr(module, "__file__", None) for name, module in sys.modules.items()}))
 """
+# The server's stack (requirements.txt), as import names: only `serve` loads them.
+SERVER_STACK = {"starlette", "uvicorn", "prometheus_client", "anyio", "h11", "idna", "click", "typing_extensions",
+                "sniffio"}
 
 
-def modules_after_a_prediction(art) -> dict[str, str | None]:
-    result = subprocess.run([sys.executable, "-c", IMPORT_PROBE, str(art)], cwd=REPO, capture_output=True,
+def modules_after_a_prediction(art, *probe_args: str) -> dict[str, str | None]:
+    result = subprocess.run([sys.executable, "-c", IMPORT_PROBE, str(art), *probe_args], cwd=REPO,
+                            capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -239,9 +247,18 @@ def test_the_runtime_imports_exactly_the_pipeline_files_the_image_ships(art):
     """An allowlist: after a real prediction, the pipeline modules loaded are the files the
     Dockerfile copies, no more (the training side stays out) and no fewer (nothing is shipped
     that the runtime does not use)."""
-    loaded = {Path(f).resolve().relative_to(REPO).as_posix() for name, f in modules_after_a_prediction(art).items()
+    modules = modules_after_a_prediction(art, "server")
+    loaded = {Path(f).resolve().relative_to(REPO).as_posix() for name, f in modules.items()
               if name.split(".")[0] == "pipeline" and f}
     assert loaded == dockerfile_pipeline_files() - {"pipeline/runtime/__main__.py"}
+
+
+def test_the_server_loads_only_numpy_onnxruntime_and_the_server_stack(art):
+    site = [Path(p).resolve() for p in sys.path if p.endswith("site-packages")]
+    third_party = {name.split(".")[0] for name, f in modules_after_a_prediction(art, "server").items()
+                   if f and any(Path(f).resolve().is_relative_to(s) for s in site)}
+    assert third_party - {"_distutils_hack"} <= {"numpy", "onnxruntime"} | ONNXRUNTIME_REQUIREMENTS | SERVER_STACK
+    assert {"starlette", "uvicorn", "prometheus_client"} <= third_party
 
 
 def test_the_runtime_loads_no_third_party_package_but_numpy_and_onnxruntime(art):

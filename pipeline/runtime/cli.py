@@ -56,6 +56,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the inference server; every other invocation is the batch CLI
+        from pipeline.runtime import server
+        return server.main(argv[1:])
     args = parse_args(argv)
     art = args.artifacts or config.artifacts_dir()
     input_path = args.input if args.input is not None else str(art / config.SAMPLE_NAME)

@@ -1,0 +1,308 @@
+"""The Open Inference Protocol (KServe V2) and KServe V1, without a web framework.
+
+Requests arrive here as (method, path, headers, body bytes) and leave as a ``Reply``; the
+server module only moves bytes. So every rule of the protocol is unit-testable, and the
+values go through the same validation core as the batch CLI (``validate``): the same bad value
+gets the same words in both.
+
+- V2 REST (kserve docs/predict-api/v2/required_api.md): health, server and model metadata,
+  model readiness, and infer, with data flat or nested and the request id echoed.
+- Triton's binary tensor data extension: a JSON header of ``Inference-Header-Content-Length``
+  bytes, then each binary input's raw little-endian bytes in order (``binary_data_size``).
+  Outputs come back binary when an output asks (``binary_data``) or the request does
+  (``binary_data_output``, which tritonclient sends when it names no outputs).
+- V1: ``POST /v1/models/{m}:predict`` with {"instances": [records]}, the CLI's JSON records.
+
+Every client fault is a ``ProtocolError``: a 4xx status and one line.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline import config
+from pipeline.errors import UserError, shown, shown_json
+from pipeline.runtime import validate
+from pipeline.runtime.readers import object_without_duplicates
+from pipeline.runtime.floattext import join_float32
+from pipeline.runtime.model import Predictor
+
+SERVER_NAME = "housing-runtime"
+SERVER_VERSION = "1"
+MODEL_VERSION = "1"
+PLATFORM = "onnxruntime_onnx"
+EXTENSIONS = ["binary_tensor_data"]
+JSON_TYPE = "application/json"
+BINARY_TYPE = "application/octet-stream"
+HEADER_LENGTH = "inference-header-content-length"
+
+
+class ProtocolError(Exception):
+    """A request the server refuses: an HTTP status (4xx) and one line for the client."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = JSON_TYPE
+    headers: dict = field(default_factory=dict)
+    model: str = ""          # for metrics and the access log
+    rows: int = 0
+
+
+def json_reply(status: int, document: object, model: str = "") -> Reply:
+    return Reply(status, json.dumps(document, separators=(",", ":")).encode(), model=model)
+
+
+def error_reply(err: ProtocolError, model: str = "") -> Reply:
+    return json_reply(err.status, {"error": str(err)}, model)
+
+
+@dataclass
+class Model:
+    """One served model: its name in the URL, its session, and its tensors' names."""
+    name: str
+    predictor: Predictor
+
+    @property
+    def input_name(self) -> str:
+        return self.predictor.input_name
+
+    @property
+    def output_name(self) -> str:
+        return self.predictor.session.get_outputs()[0].name
+
+    def metadata(self) -> dict:
+        return {"name": self.name, "versions": [MODEL_VERSION], "platform": PLATFORM,
+                "inputs": [{"name": self.input_name, "datatype": "FP32", "shape": [-1, config.N_FEATURES]}],
+                "outputs": [{"name": self.output_name, "datatype": "FP32", "shape": [-1, 1]}],
+                "parameters": {"feature_names": list(self.predictor.feature_names)}}
+
+
+@dataclass
+class Limits:
+    max_rows: int = 1_000_000
+
+
+# /v2/models/{name}[/versions/{version}][/ready|/infer]
+MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?$")
+V1_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+):predict$")
+
+
+class Protocol:
+    """Routes a request to its handler; holds the models and whether the server is ready."""
+
+    def __init__(self, models: Mapping[str, Model], limits: Limits | None = None):
+        self.models = dict(models)
+        self.limits = limits or Limits()
+        self.ready = True
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """The reply to one request; never raises for anything the client sent."""
+        model = ""
+        try:
+            if path in ("/v2/health/live", "/v2/health/ready", "/v2"):
+                expect(method, "GET")
+                if path == "/v2/health/live":
+                    return json_reply(200, {"live": True})
+                if path == "/v2/health/ready":
+                    return json_reply(200 if self.ready else 503, {"ready": self.ready})
+                return json_reply(200, {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS})
+            if match := MODEL_PATH.match(path):
+                model = match["name"]
+                served = self.model(match["name"], match["version"])
+                if match["action"] == "/infer":
+                    expect(method, "POST")
+                    return self.infer(served, headers, body)
+                expect(method, "GET")
+                if match["action"] == "/ready":
+                    return json_reply(200 if self.ready else 503, {"name": served.name, "ready": self.ready},
+                                      served.name)
+                return json_reply(200, served.metadata(), served.name)
+            if match := V1_PATH.match(path):
+                model = match["name"]
+                served = self.model(match["name"], None)
+                expect(method, "POST")
+                return self.predict_v1(served, headers, body)
+            raise ProtocolError(404, f"no route {shown(path)}; see /v2 and /v2/models/{{name}}")
+        except ProtocolError as err:
+            return error_reply(err, model)
+
+    def model(self, name: str, version: str | None) -> Model:
+        if name not in self.models:
+            raise ProtocolError(404, f"unknown model {shown(name)}; the models are {', '.join(self.models)}")
+        if version is not None and version != MODEL_VERSION:
+            raise ProtocolError(404, f"model {shown(name)} has no version {shown(version)}; it has version "
+                                     f"{MODEL_VERSION}")
+        return self.models[name]
+
+    def infer(self, served: Model, headers: Mapping[str, str], body: bytes) -> Reply:
+        request, binary = split_binary(headers, body)
+        inputs = request.get("inputs")
+        if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+            raise ProtocolError(400, f"'inputs' must be a list of one tensor, {shown(served.input_name)} "
+                                     f"FP32 [N, {config.N_FEATURES}]")
+        X = input_rows(inputs[0], served, binary, self.limits)
+        pred = predict(served, X, lambda r: f"row {r}")
+        binary_out = wants_binary(request, served.output_name)
+        output = {"name": served.output_name, "datatype": "FP32", "shape": [int(pred.size), 1]}
+        head = {"model_name": served.name, "model_version": MODEL_VERSION}
+        if "id" in request:
+            head["id"] = request["id"]
+        if binary_out:
+            raw = pred.astype("<f4").tobytes()
+            output["parameters"] = {"binary_data_size": len(raw)}
+            header = json.dumps({**head, "outputs": [output]}, separators=(",", ":")).encode()
+            return Reply(200, header + raw, BINARY_TYPE, {"Inference-Header-Content-Length": str(len(header))},
+                         served.name, int(pred.size))
+        # The predictions as the CLI writes them: numpy's shortest text of each float32.
+        prefix = json.dumps({**head, "outputs": [{**output, "data": []}]}, separators=(",", ":"))
+        text = prefix[:-4] + join_float32(pred, ",")[:-1] + "]}]}"   # prefix ends with "data":[]}]}
+        return Reply(200, text.encode(), model=served.name, rows=int(pred.size))
+
+    def predict_v1(self, served: Model, headers: Mapping[str, str], body: bytes) -> Reply:
+        if HEADER_LENGTH in headers:
+            raise ProtocolError(400, "V1 :predict takes JSON only; send binary tensors to the V2 infer endpoint")
+        request = parse_json_body(body)
+        instances = request.get("instances")
+        if not isinstance(instances, list) or not instances:
+            raise ProtocolError(400, "expected {\"instances\": [...]}: a non-empty list of objects keyed by the "
+                                     f"8 feature names ({', '.join(served.predictor.feature_names)})")
+        if len(instances) > self.limits.max_rows:
+            raise too_many_rows(len(instances), self.limits)
+        features = served.predictor.feature_names
+        try:
+            values = validate.record_values(instances, features, lambda i: f"instance {i}")
+            X = validate.to_float32(values, lambda r, c: f"instance {r}, field {features[c]!r}")
+        except UserError as err:
+            raise ProtocolError(400, str(err)) from None
+        pred = predict(served, X, lambda r: f"instance {r}")
+        text = '{"predictions":[' + join_float32(pred, ",")[:-1] + "]}"
+        return Reply(200, text.encode(), model=served.name, rows=int(pred.size))
+
+
+def expect(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise ProtocolError(405, f"method {method} is not allowed here; use {allowed}")
+
+
+def too_many_rows(n: int, limits: Limits) -> ProtocolError:
+    return ProtocolError(413, f"{n} rows is over the limit of {limits.max_rows} per request; split the request")
+
+
+def parse_json_body(text: bytes) -> dict:
+    try:
+        document = json.loads(text, object_pairs_hook=object_without_duplicates)
+    except UserError as err:
+        raise ProtocolError(400, f"the request body is ambiguous JSON: {err}") from None
+    except (ValueError, RecursionError) as err:
+        raise ProtocolError(400, f"the request body is not valid JSON ({shown(str(err))})") from None
+    if not isinstance(document, dict):
+        raise ProtocolError(400, f"the request body must be a JSON object, got {type(document).__name__}")
+    return document
+
+
+def split_binary(headers: Mapping[str, str], body: bytes) -> tuple[dict, bytes]:
+    """The JSON header and the binary section after it (empty without the extension)."""
+    length = headers.get(HEADER_LENGTH)
+    if length is None:
+        return parse_json_body(body), b""
+    if not length.isdigit() or int(length) > len(body):
+        raise ProtocolError(400, f"Inference-Header-Content-Length {shown(length)} must be a byte count "
+                                 f"within the body ({len(body)} bytes)")
+    return parse_json_body(body[:int(length)]), body[int(length):]
+
+
+def input_rows(tensor: dict, served: Model, binary: bytes, limits: Limits) -> np.ndarray:
+    """The one input tensor as validated (N, 8) float32 rows."""
+    name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
+    if name != served.input_name:
+        raise ProtocolError(400, f"unknown input {shown_json(name)}; model {shown(served.name)} takes "
+                                 f"{shown(served.input_name)}")
+    if datatype != "FP32":
+        raise ProtocolError(400, f"input {shown(name)} has datatype {shown_json(datatype)}; expected FP32")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(type(d) is int for d in shape)
+            and shape[0] >= 1 and shape[1] == config.N_FEATURES):
+        raise ProtocolError(400, f"input {shown(name)} has shape {shown_json(shape)}; expected "
+                                 f"[N, {config.N_FEATURES}] with N >= 1")
+    n = shape[0]
+    if n > limits.max_rows:
+        raise too_many_rows(n, limits)
+    where = lambda r, c: f"row {r}, column {served.predictor.feature_names[c]!r}"  # noqa: E731
+    params = tensor.get("parameters") or {}
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if size is not None:
+        expected = n * config.N_FEATURES * 4
+        if type(size) is not int or size != expected or len(binary) != expected:
+            raise ProtocolError(400, f"input {shown(name)}: binary_data_size {shown_json(size)} with "
+                                     f"{len(binary)} binary bytes; shape {shape} FP32 needs exactly {expected}")
+        values = np.frombuffer(binary, "<f4").reshape(n, config.N_FEATURES).astype(np.float64)
+    else:
+        if binary:
+            raise ProtocolError(400, f"the body has {len(binary)} binary bytes but input {shown(name)} does not "
+                                     "give binary_data_size")
+        values = json_values(tensor.get("data"), name, n, where)
+    try:
+        return validate.to_float32(values, where)
+    except UserError as err:
+        raise ProtocolError(400, str(err)) from None
+
+
+def json_values(data: object, name: str, n: int, where: validate.Where) -> np.ndarray:
+    """``data`` flat or nested (row-major), as (n, 8) float64; numbers only."""
+    flat = data
+    try:
+        while isinstance(flat, list) and flat and isinstance(flat[0], list):
+            flat = list(itertools.chain.from_iterable(flat))
+    except TypeError:  # a number beside a list: nested unevenly
+        raise ProtocolError(400, f"input {shown(name)}: 'data' is nested unevenly; give it flat or as "
+                                 f"{n} rows of {config.N_FEATURES}") from None
+    if not isinstance(flat, list):
+        raise ProtocolError(400, f"input {shown(name)} needs 'data', a list of numbers (flat or nested)")
+    if len(flat) != n * config.N_FEATURES:
+        raise ProtocolError(400, f"input {shown(name)} has {len(flat)} values; shape [{n}, {config.N_FEATURES}] "
+                                 f"needs {n * config.N_FEATURES}")
+    if not set(map(type, flat)) <= {int, float}:  # bool, str, list, None, object: not house data
+        bad = next(v for v in flat if type(v) not in (int, float))
+        raise ProtocolError(400, f"input {shown(name)}: {shown_json(bad)} is not a number")
+    try:
+        return np.array(flat, dtype=np.float64).reshape(n, config.N_FEATURES)
+    except OverflowError:  # an integer beyond float64, so beyond float32 too
+        index = next(i for i, v in enumerate(flat) if type(v) is int and abs(v) > validate.FLOAT32_MAX)
+        row, col = divmod(index, config.N_FEATURES)
+        raise ProtocolError(400, str(validate.out_of_float32(where(row, col), flat[index]))) from None
+
+
+def wants_binary(request: dict, output_name: str) -> bool:
+    """Binary outputs when the request or its one output asks for them."""
+    params = request.get("parameters")
+    if isinstance(params, dict) and params.get("binary_data_output") is True:
+        return True
+    outputs = request.get("outputs")
+    if outputs is None:
+        return False
+    if not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs)):
+        raise ProtocolError(400, "'outputs' must be a list of objects naming outputs")
+    for out in outputs:
+        if out.get("name") != output_name:
+            raise ProtocolError(400, f"unknown output {shown_json(out.get('name'))}; the model gives "
+                                     f"{shown(output_name)}")
+    return any(isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data") is True
+               for o in outputs)
+
+
+def predict(served: Model, X: np.ndarray, row_name: Callable[[int], str]) -> np.ndarray:
+    try:
+        return validate.check_predictions(served.predictor.predict(X), row_name)
+    except UserError as err:
+        raise ProtocolError(400, str(err)) from None

@@ -1,0 +1,286 @@
+"""The inference server (`python -m pipeline.runtime serve`) against clients nobody here wrote.
+
+NVIDIA's tritonclient drives the KServe V2 conformance: health, metadata, readiness, and
+infer in all four binary/JSON combinations, for 1 and 1000 rows, with predictions equal to a
+default onnxruntime session's on the model file. Raw HTTP covers every error status: each is
+a 4xx with one JSON line, never a traceback. The server runs as a real process on 127.0.0.1
+with a free port; every test sends a bounded number of requests.
+"""
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.http as triton
+
+from helpers import california_like_rows, write_synthetic_artifacts
+from pipeline import config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+READY_WITHIN_SECONDS = 60
+MODELS = config.MODEL_VARIANTS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + READY_WITHIN_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}: {process.stderr.read().decode()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/v2/health/ready")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the server was not ready within {READY_WITHIN_SECONDS} s")
+
+
+def start_server(art, *args: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.runtime", "serve", "--host", "127.0.0.1",
+                                "--port", str(port), "--artifacts", str(art), *args],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_ready(port, process)
+    return process, port
+
+
+def stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def art(tmp_path_factory):
+    return write_synthetic_artifacts(tmp_path_factory.mktemp("serve") / "artifacts")
+
+
+@pytest.fixture(scope="module")
+def server(art):
+    process, port = start_server(art, "--max-rows", "5000")
+    yield port
+    stop(process)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return triton.InferenceServerClient(f"127.0.0.1:{server}")
+
+
+def reference(art, variant: str, X: np.ndarray) -> np.ndarray:
+    """A default onnxruntime session on the model file: what users would get themselves."""
+    sess = ort.InferenceSession(str(art / config.ONNX_NAMES[variant]), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: X})[0].reshape(-1)
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, response.getheader("Content-Type"), response.read(), response
+
+
+def infer_body(data, shape=None, name="input", datatype="FP32", **extra) -> bytes:
+    tensor = {"name": name, "datatype": datatype, "shape": shape if shape is not None else [1, 8], "data": data}
+    return json.dumps({"inputs": [tensor], **extra}).encode()
+
+
+ROW = [8.3, 41.0, 7.0, 1.0, 322.0, 2.6, 37.9, -122.2]
+
+
+# ---- tritonclient: the conformance a deployment relies on -----------------------------------
+
+def test_tritonclient_sees_a_live_ready_server_and_ready_models(client):
+    assert client.is_server_live() and client.is_server_ready()
+    for model in MODELS:
+        assert client.is_model_ready(model) and client.is_model_ready(model, "1")
+
+
+def test_tritonclient_reads_server_and_model_metadata(client):
+    server = client.get_server_metadata()
+    assert server["name"] and "binary_tensor_data" in server["extensions"]
+    for model in MODELS:
+        meta = client.get_model_metadata(model)
+        assert meta["name"] == model and meta["versions"] == ["1"] and meta["platform"] == "onnxruntime_onnx"
+        assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 8]}]
+        assert meta["outputs"] == [{"name": "variable", "datatype": "FP32", "shape": [-1, 1]}]
+
+
+@pytest.mark.parametrize("rows", [1, 1000])
+@pytest.mark.parametrize("binary_in", [True, False])
+@pytest.mark.parametrize("binary_out", [True, False])
+def test_tritonclient_infer_equals_onnxruntime_in_every_binary_json_combination(client, art, rows, binary_in,
+                                                                                binary_out):
+    X = california_like_rows(rows, seed=rows).astype(np.float32)
+    for model in MODELS:
+        tensor = triton.InferInput("input", list(X.shape), "FP32")
+        tensor.set_data_from_numpy(X, binary_data=binary_in)
+        output = triton.InferRequestedOutput("variable", binary_data=binary_out)
+        result = client.infer(model, [tensor], outputs=[output], request_id=f"r{rows}")
+        got = result.as_numpy("variable")
+        assert got.shape == (rows, 1) and got.dtype == np.float32
+        np.testing.assert_array_equal(got.reshape(-1), reference(art, model, X))
+        assert result.get_response()["id"] == f"r{rows}"
+
+
+def test_tritonclient_default_infer_gets_binary_outputs(client, art):
+    """tritonclient names no outputs by default, asking for all of them in binary."""
+    X = california_like_rows(3, seed=3).astype(np.float32)
+    tensor = triton.InferInput("input", list(X.shape), "FP32")
+    tensor.set_data_from_numpy(X)
+    result = client.infer("uint8", [tensor])
+    np.testing.assert_array_equal(result.as_numpy("variable").reshape(-1), reference(art, "uint8", X))
+
+
+# ---- plain HTTP: the forms a curl user sends -------------------------------------------------
+
+def test_nested_data_and_the_versioned_path_predict_the_same(server, art):
+    X = np.array([ROW, ROW[::-1]], np.float32)
+    flat = infer_body(X.ravel().tolist(), [2, 8])
+    nested = infer_body(X.tolist(), [2, 8])
+    for body, path in ((flat, "/v2/models/float/infer"), (nested, "/v2/models/float/versions/1/infer")):
+        status, ctype, raw, _ = request(server, "POST", path, body)
+        assert status == 200 and ctype.startswith("application/json")
+        data = json.loads(raw)["outputs"][0]["data"]
+        np.testing.assert_array_equal(np.array(data, np.float32), reference(art, "float", X))
+
+
+def test_v1_predict_takes_the_clis_records_in_any_key_order(server, art):
+    X = california_like_rows(4, seed=9).astype(np.float32)
+    names = list(config.FEATURE_NAMES)
+    instances = [dict(reversed(list(zip(names, map(float, row), strict=True)))) for row in X]
+    body = json.dumps({"instances": instances}).encode()
+    status, _, raw, _ = request(server, "POST", "/v1/models/dequant:predict", body)
+    assert status == 200
+    np.testing.assert_array_equal(np.array(json.loads(raw)["predictions"], np.float32), reference(art, "dequant", X))
+
+
+def test_a_gzip_body_is_accepted(server):
+    status, _, _, _ = request(server, "POST", "/v2/models/uint8/infer", gzip.compress(infer_body(ROW)),
+                              {"Content-Encoding": "gzip"})
+    assert status == 200
+
+
+def test_metrics_count_requests_rows_and_latency(server):
+    request(server, "POST", "/v2/models/uint8/infer", infer_body(ROW * 2, [2, 8]))
+    request(server, "GET", "/v2/models/nope")
+    status, ctype, raw, _ = request(server, "GET", "/metrics")
+    text = raw.decode()
+    assert status == 200 and ctype.startswith("text/plain")
+    assert 'housing_requests_total{code="200",model="uint8"}' in text
+    assert 'housing_requests_total{code="404",model="nope"}' in text
+    assert 'housing_rows_predicted_total{model="uint8"}' in text
+    assert 'housing_request_duration_seconds_bucket{le="0.005",model="uint8"}' in text
+
+
+# ---- every bad request: a 4xx, one JSON line, no traceback ----------------------------------
+
+BINARY_HEADER = b'{"inputs":[{"name":"input","shape":[1,8],"datatype":"FP32","parameters":{"binary_data_size":32}}]}'
+BAD_REQUESTS = [
+    # (status, method, path, body, headers, words in the error)
+    (400, "POST", "/v2/models/uint8/infer", b"{not json", {}, "not valid JSON"),
+    (400, "POST", "/v2/models/uint8/infer", b'{"inputs": 3}', {}, "'inputs' must be a list"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, name="x"), {}, "unknown input"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, datatype="FP64"), {}, "expected FP32"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, [8]), {}, "expected [N, 8]"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, [2, 8]), {}, "needs 16"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body([True] + ROW[1:]), {}, "true is not a number"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body([[1.0], 2.0] + ROW[2:]), {}, "nested unevenly"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body([1e39] + ROW[1:]), {}, "outside float32's range"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body([10 ** 400] + ROW[1:]), {}, "outside float32's range"),
+    (400, "POST", "/v2/models/uint8/infer", b'{"inputs":[{"name":"input","shape":[1,8],"datatype":"FP32",'
+                                            b'"data":[Infinity,1,2,3,4,5,6,7]}]}', {}, "not a finite number"),
+    (400, "POST", "/v2/models/uint8/infer", b'{"inputs":[],"inputs":[]}', {}, "duplicate key"),
+    (400, "POST", "/v2/models/uint8/infer", BINARY_HEADER + b"\0" * 8,  # 8 bytes where 32 are declared
+     {"Inference-Header-Content-Length": str(len(BINARY_HEADER))}, "binary_data_size"),
+    (400, "POST", "/v2/models/uint8/infer", b"{}", {"Inference-Header-Content-Length": "9999"}, "within the body"),
+    (400, "POST", "/v1/models/uint8:predict", b'{"instances": [{"MedInc": 1}]}', {}, "missing HouseAge"),
+    (404, "POST", "/v2/models/int4/infer", infer_body(ROW), {}, "unknown model"),
+    (404, "GET", "/v2/models/uint8/versions/2", None, {}, "no version '2'"),
+    (404, "GET", "/v3/anything", None, {}, "no route"),
+    (405, "GET", "/v2/models/uint8/infer", None, {}, "use POST"),
+    (405, "POST", "/v2/health/live", b"", {}, "use GET"),
+    (413, "POST", "/v2/models/uint8/infer", infer_body([], [5001, 8]), {}, "over the limit of 5000"),
+    (413, "POST", "/v2/models/uint8/infer", b"", {"Content-Length": str(65 << 20)}, "over the limit"),
+    (415, "POST", "/v2/models/uint8/infer", infer_body(ROW), {"Content-Encoding": "br"}, "not supported"),
+]
+
+
+@pytest.mark.parametrize("status,method,path,body,headers,words", BAD_REQUESTS,
+                         ids=[f"{r[0]}-{r[5]}" for r in BAD_REQUESTS])
+def test_every_bad_request_is_a_4xx_with_one_json_line(server, status, method, path, body, headers, words):
+    if headers.get("Content-Length"):  # a declared size over the limit: refused before the body is read
+        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=30)
+        conn.putrequest(method, path)
+        conn.putheader("Content-Length", headers["Content-Length"])
+        conn.endheaders()
+        response = conn.getresponse()
+        got_status, ctype, raw = response.status, response.getheader("Content-Type"), response.read()
+    else:
+        got_status, ctype, raw, _ = request(server, method, path, body, headers)
+    assert got_status == status, raw
+    assert ctype.startswith("application/json")
+    error = json.loads(raw)["error"]
+    assert words in error and "\n" not in error and "Traceback" not in error
+
+
+def test_the_same_bad_value_gets_the_same_words_as_the_cli(server, art, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(",".join(config.FEATURE_NAMES) + "\n" + ",".join(["1e39"] + ["1"] * 7) + "\n")
+    cli = subprocess.run([sys.executable, "-m", "pipeline.runtime", "--artifacts", str(art), "--input", str(bad)],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    _, _, raw, _ = request(server, "POST", "/v2/models/uint8/infer", infer_body([1e39] + [1.0] * 7))
+    cli_words = cli.stderr.strip().split("column 'MedInc': ", 1)[1]
+    server_words = json.loads(raw)["error"].split("column 'MedInc': ", 1)[1]
+    assert cli_words == server_words
+
+
+# ---- operations -------------------------------------------------------------------------------
+
+def test_sigterm_answers_in_flight_requests_and_exits_promptly(art):
+    process, port = start_server(art, "--no-access-log")
+    body = infer_body(california_like_rows(1000, seed=1).ravel().tolist(), [1000, 8])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/v2/models/uint8/infer", body=body)
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert conn.getresponse().status == 200
+    assert process.wait(timeout=20) == 0
+    assert time.monotonic() - started < 10
+
+
+def test_a_bad_artifact_stops_the_server_before_it_listens(tmp_path):
+    art = write_synthetic_artifacts(tmp_path / "artifacts")
+    (art / config.ONNX_NAMES["float"]).write_bytes(b"tampered")
+    result = subprocess.run([sys.executable, "-m", "pipeline.runtime", "serve", "--port", str(free_port()),
+                             "--host", "127.0.0.1", "--artifacts", str(art)],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr and "sha256" in result.stderr
+
+
+def test_access_log_is_one_json_line_per_request(art):
+    process, port = start_server(art)
+    for _ in range(3):
+        request(port, "GET", "/v2/health/live")
+    stop(process)
+    lines = [json.loads(line) for line in process.stderr.read().decode().splitlines()]
+    live = [line for line in lines if line["path"] == "/v2/health/live"]
+    assert len(live) == 3 and all(line["status"] == 200 and line["method"] == "GET" for line in live)
