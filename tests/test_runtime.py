@@ -209,7 +209,7 @@ with contextlib.redirect_stdout(io.StringIO()) as buf:
 assert buf.getvalue().startswith("prediction\\n"), buf.getvalue()
 if sys.argv[2:] == ["server"]:  # and what serving adds: the server module and its protocol
     from pipeline.runtime import server
-    server.build_app(server.Protocol(server.load_models(__import__("pathlib").Path(sys.argv[1]), True)),
+    server.App(server.Protocol(server.load_models(__import__("pathlib").Path(sys.argv[1]), True)),
                      server.Metrics())
 print(json.dumps({name: getattr(module, "__file__", None) for name, module in sys.modules.items()}))
 """

@@ -185,7 +185,7 @@ def test_metrics_count_requests_rows_and_latency(server):
     text = raw.decode()
     assert status == 200 and ctype.startswith("text/plain")
     assert 'housing_requests_total{code="200",model="uint8"}' in text
-    assert 'housing_requests_total{code="404",model="nope"}' in text
+    assert 'housing_requests_total{code="404",model="unknown"}' in text
     assert 'housing_rows_predicted_total{model="uint8"}' in text
     assert 'housing_request_duration_seconds_bucket{le="0.005",model="uint8"}' in text
 
@@ -201,8 +201,18 @@ BAD_REQUESTS = [
     (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, datatype="FP64"), {}, "expected FP32"),
     (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, [8]), {}, "expected [N, 8]"),
     (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, [2, 8]), {}, "needs 16"),
-    (400, "POST", "/v2/models/uint8/infer", infer_body([True] + ROW[1:]), {}, "true is not a number"),
-    (400, "POST", "/v2/models/uint8/infer", infer_body([[1.0], 2.0] + ROW[2:]), {}, "nested unevenly"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body([True] + ROW[1:]), {}, "row 0, column 'MedInc': true is not"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body([[1.0], 2.0] + ROW[2:]), {}, "rows of 8 numbers"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body([[1.0] * 7, [1.0] * 9], [2, 8]), {}, "rows of 8 numbers"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, id=7), {}, "'id' must be a string"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, parameters=[1]), {}, "'parameters' must be an object"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, outputs=[{"name": "variable",
+                                                                      "parameters": {"binary_data": 1}}]),
+     {}, "'binary_data' is true or false"),
+    (400, "POST", "/v2/models/uint8/infer", gzip.compress(infer_body(ROW)) + b"JUNK", {"Content-Encoding": "gzip"},
+     "not one complete gzip stream"),
+    (400, "POST", "/v2/models/uint8/infer", b"{}", {"Inference-Header-Content-Length": "\u00b2"}, "byte count"),
+    (400, "POST", "/v2/models/uint8/infer", b"{}", {"Inference-Header-Content-Length": "9" * 5000}, "byte count"),
     (400, "POST", "/v2/models/uint8/infer", infer_body([1e39] + ROW[1:]), {}, "outside float32's range"),
     (400, "POST", "/v2/models/uint8/infer", infer_body([10 ** 400] + ROW[1:]), {}, "outside float32's range"),
     (400, "POST", "/v2/models/uint8/infer", b'{"inputs":[{"name":"input","shape":[1,8],"datatype":"FP32",'
@@ -215,8 +225,10 @@ BAD_REQUESTS = [
     (404, "POST", "/v2/models/int4/infer", infer_body(ROW), {}, "unknown model"),
     (404, "GET", "/v2/models/uint8/versions/2", None, {}, "no version '2'"),
     (404, "GET", "/v3/anything", None, {}, "no route"),
+    (404, "GET", "/v2/models/uint8%2Fready", None, {}, "unknown model"),
     (405, "GET", "/v2/models/uint8/infer", None, {}, "use POST"),
     (405, "POST", "/v2/health/live", b"", {}, "use GET"),
+    (405, "FOO", "/v2", None, {}, "use GET"),
     (413, "POST", "/v2/models/uint8/infer", infer_body([], [5001, 8]), {}, "over the limit of 5000"),
     (413, "POST", "/v2/models/uint8/infer", b"", {"Content-Length": str(65 << 20)}, "over the limit"),
     (415, "POST", "/v2/models/uint8/infer", infer_body(ROW), {"Content-Encoding": "br"}, "not supported"),
@@ -252,6 +264,19 @@ def test_the_same_bad_value_gets_the_same_words_as_the_cli(server, art, tmp_path
     assert cli_words == server_words
 
 
+def test_made_up_model_names_share_one_metric_label(server):
+    for i in range(3):
+        request(server, "GET", f"/v2/models/made-up-{i}/ready")
+    text = request(server, "GET", "/metrics")[2].decode()
+    assert "made-up" not in text and 'housing_requests_total{code="404",model="unknown"}' in text
+
+
+def test_head_and_absolute_form_targets_are_answered(server):
+    status, _, raw, _ = request(server, "HEAD", "/v2/health/ready")
+    assert status == 200 and raw == b""
+    assert request(server, "GET", f"http://127.0.0.1:{server}/v2/health/live")[0] == 200
+
+
 # ---- operations -------------------------------------------------------------------------------
 
 def test_sigterm_answers_in_flight_requests_and_exits_promptly(art):
@@ -262,6 +287,40 @@ def test_sigterm_answers_in_flight_requests_and_exits_promptly(art):
     process.send_signal(signal.SIGTERM)
     started = time.monotonic()
     assert conn.getresponse().status == 200
+    assert process.wait(timeout=20) == 0
+    assert time.monotonic() - started < 10
+
+
+def test_idle_connections_cannot_lock_the_server_out(art):
+    """Sockets that never send a request are closed after the header timeout, so they cannot
+    hold the bounded connection slots (uvicorn alone would wait for them forever)."""
+    process, port = start_server(art, "--max-concurrency", "4", "--header-timeout", "1", "--no-access-log")
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    try:
+        time.sleep(2)
+        assert request(port, "GET", "/v2/health/live")[0] == 200
+        assert all(s.recv(1) == b"" for s in idle)  # closed by the server
+    finally:
+        for s in idle:
+            s.close()
+        stop(process)
+
+
+def test_a_body_still_arriving_at_sigterm_gets_a_503_and_the_server_exits_in_time(art):
+    process, port = start_server(art, "--no-access-log")
+    conn = socket.create_connection(("127.0.0.1", port))
+    body = infer_body(ROW)
+    conn.sendall(b"POST /v2/models/uint8/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                 + body[:10])
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    conn.settimeout(15)
+    reply = b""
+    while chunk := conn.recv(65536):  # until the server closes the connection
+        reply += chunk
+    conn.close()
+    assert reply.startswith(b"HTTP/1.1 503") and b'"error"' in reply and b"shutting down" in reply
     assert process.wait(timeout=20) == 0
     assert time.monotonic() - started < 10
 

@@ -119,7 +119,7 @@ class Protocol:
                     return json_reply(200 if self.ready else 503, {"ready": self.ready})
                 return json_reply(200, {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS})
             if match := MODEL_PATH.match(path):
-                model = match["name"]
+                model = self.label(match["name"])
                 served = self.model(match["name"], match["version"])
                 if match["action"] == "/infer":
                     expect(method, "POST")
@@ -130,13 +130,18 @@ class Protocol:
                                       served.name)
                 return json_reply(200, served.metadata(), served.name)
             if match := V1_PATH.match(path):
-                model = match["name"]
+                model = self.label(match["name"])
                 served = self.model(match["name"], None)
                 expect(method, "POST")
                 return self.predict_v1(served, headers, body)
             raise ProtocolError(404, f"no route {shown(path)}; see /v2 and /v2/models/{{name}}")
         except ProtocolError as err:
             return error_reply(err, model)
+
+    def label(self, name: str) -> str:
+        """The model's name for metrics and logs: a name nobody serves is "unknown", so that
+        clients cannot create a metric series per made-up name."""
+        return name if name in self.models else "unknown"
 
     def model(self, name: str, version: str | None) -> Model:
         if name not in self.models:
@@ -148,6 +153,7 @@ class Protocol:
 
     def infer(self, served: Model, headers: Mapping[str, str], body: bytes) -> Reply:
         request, binary = split_binary(headers, body)
+        check_request_fields(request)
         inputs = request.get("inputs")
         if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
             raise ProtocolError(400, f"'inputs' must be a list of one tensor, {shown(served.input_name)} "
@@ -182,17 +188,18 @@ class Protocol:
             raise too_many_rows(len(instances), self.limits)
         features = served.predictor.feature_names
         try:
-            values = validate.record_values(instances, features, lambda i: f"instance {i}")
-            X = validate.to_float32(values, lambda r, c: f"instance {r}, field {features[c]!r}")
+            # Named as the CLI names the same {"instances": [...]} document's records.
+            values = validate.record_values(instances, features, lambda i: f"record {i + 1}")
+            X = validate.to_float32(values, lambda r, c: f"record {r + 1}, field {features[c]!r}")
         except UserError as err:
             raise ProtocolError(400, str(err)) from None
-        pred = predict(served, X, lambda r: f"instance {r}")
+        pred = predict(served, X, lambda r: f"record {r + 1}")
         text = '{"predictions":[' + join_float32(pred, ",")[:-1] + "]}"
         return Reply(200, text.encode(), model=served.name, rows=int(pred.size))
 
 
 def expect(method: str, allowed: str) -> None:
-    if method != allowed:
+    if method != allowed and not (method == "HEAD" and allowed == "GET"):
         raise ProtocolError(405, f"method {method} is not allowed here; use {allowed}")
 
 
@@ -212,12 +219,27 @@ def parse_json_body(text: bytes) -> dict:
     return document
 
 
+def check_request_fields(request: dict) -> None:
+    """The optional fields of an infer request, as the V2 schema types them."""
+    if "id" in request and not isinstance(request["id"], str):
+        raise ProtocolError(400, f"'id' must be a string, got {shown_json(request['id'])}")
+    params = request.get("parameters", {})
+    if not isinstance(params, dict):
+        raise ProtocolError(400, f"'parameters' must be an object, got {shown_json(params)}")
+    if "binary_data_output" in params and not isinstance(params["binary_data_output"], bool):
+        raise ProtocolError(400, "parameter 'binary_data_output' must be true or false")
+    outputs = request.get("outputs")
+    asked = [o.get("parameters") for o in outputs if isinstance(o, dict)] if isinstance(outputs, list) else []
+    if "classification" in params or any(isinstance(p, dict) and "classification" in p for p in asked):
+        raise ProtocolError(400, "classification outputs are not supported: the models are regressions")
+
+
 def split_binary(headers: Mapping[str, str], body: bytes) -> tuple[dict, bytes]:
     """The JSON header and the binary section after it (empty without the extension)."""
     length = headers.get(HEADER_LENGTH)
     if length is None:
         return parse_json_body(body), b""
-    if not length.isdigit() or int(length) > len(body):
+    if not (length.isascii() and length.isdigit() and len(length) <= 19) or int(length) > len(body):
         raise ProtocolError(400, f"Inference-Header-Content-Length {shown(length)} must be a byte count "
                                  f"within the body ({len(body)} bytes)")
     return parse_json_body(body[:int(length)]), body[int(length):]
@@ -239,8 +261,10 @@ def input_rows(tensor: dict, served: Model, binary: bytes, limits: Limits) -> np
     if n > limits.max_rows:
         raise too_many_rows(n, limits)
     where = lambda r, c: f"row {r}, column {served.predictor.feature_names[c]!r}"  # noqa: E731
-    params = tensor.get("parameters") or {}
-    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    params = tensor.get("parameters", {})
+    if not isinstance(params, dict):
+        raise ProtocolError(400, f"input {shown(name)}: 'parameters' must be an object, got {shown_json(params)}")
+    size = params.get("binary_data_size")
     if size is not None:
         expected = n * config.N_FEATURES * 4
         if type(size) is not int or size != expected or len(binary) != expected:
@@ -259,28 +283,27 @@ def input_rows(tensor: dict, served: Model, binary: bytes, limits: Limits) -> np
 
 
 def json_values(data: object, name: str, n: int, where: validate.Where) -> np.ndarray:
-    """``data`` flat or nested (row-major), as (n, 8) float64; numbers only."""
-    flat = data
-    try:
-        while isinstance(flat, list) and flat and isinstance(flat[0], list):
-            flat = list(itertools.chain.from_iterable(flat))
-    except TypeError:  # a number beside a list: nested unevenly
-        raise ProtocolError(400, f"input {shown(name)}: 'data' is nested unevenly; give it flat or as "
-                                 f"{n} rows of {config.N_FEATURES}") from None
-    if not isinstance(flat, list):
+    """``data``, flat or as n rows of 8 (row-major), as (n, 8) float64; numbers only."""
+    if not isinstance(data, list):
         raise ProtocolError(400, f"input {shown(name)} needs 'data', a list of numbers (flat or nested)")
-    if len(flat) != n * config.N_FEATURES:
-        raise ProtocolError(400, f"input {shown(name)} has {len(flat)} values; shape [{n}, {config.N_FEATURES}] "
+    if data and isinstance(data[0], list):  # nested: exactly the shape, row by row
+        if len(data) != n or not all(isinstance(row, list) and len(row) == config.N_FEATURES for row in data):
+            raise ProtocolError(400, f"input {shown(name)}: nested 'data' must be {n} rows of "
+                                     f"{config.N_FEATURES} numbers, as its shape says (or give it flat)")
+        data = list(itertools.chain.from_iterable(data))
+    if len(data) != n * config.N_FEATURES:
+        raise ProtocolError(400, f"input {shown(name)} has {len(data)} values; shape [{n}, {config.N_FEATURES}] "
                                  f"needs {n * config.N_FEATURES}")
-    if not set(map(type, flat)) <= {int, float}:  # bool, str, list, None, object: not house data
-        bad = next(v for v in flat if type(v) not in (int, float))
-        raise ProtocolError(400, f"input {shown(name)}: {shown_json(bad)} is not a number")
+    if not set(map(type, data)) <= {int, float}:  # bool, str, list, None, object: not house data
+        index = next(i for i, v in enumerate(data) if type(v) not in (int, float))
+        raise ProtocolError(400, f"{where(*divmod(index, config.N_FEATURES))}: {shown_json(data[index])} "
+                                 "is not a number")
     try:
-        return np.array(flat, dtype=np.float64).reshape(n, config.N_FEATURES)
+        return np.array(data, dtype=np.float64).reshape(n, config.N_FEATURES)
     except OverflowError:  # an integer beyond float64, so beyond float32 too
-        index = next(i for i, v in enumerate(flat) if type(v) is int and abs(v) > validate.FLOAT32_MAX)
-        row, col = divmod(index, config.N_FEATURES)
-        raise ProtocolError(400, str(validate.out_of_float32(where(row, col), flat[index]))) from None
+        index = next(i for i, v in enumerate(data) if type(v) is int and abs(v) > validate.FLOAT32_MAX)
+        raise ProtocolError(400, str(validate.out_of_float32(where(*divmod(index, config.N_FEATURES)),
+                                                             data[index]))) from None
 
 
 def wants_binary(request: dict, output_name: str) -> bool:
@@ -297,8 +320,11 @@ def wants_binary(request: dict, output_name: str) -> bool:
         if out.get("name") != output_name:
             raise ProtocolError(400, f"unknown output {shown_json(out.get('name'))}; the model gives "
                                      f"{shown(output_name)}")
-    return any(isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data") is True
-               for o in outputs)
+        params = out.get("parameters", {})
+        if not isinstance(params, dict) or not isinstance(params.get("binary_data", False), bool):
+            raise ProtocolError(400, f"output {shown(output_name)}: 'parameters' must be an object whose "
+                                     "'binary_data' is true or false")
+    return any(out.get("parameters", {}).get("binary_data") is True for out in outputs)
 
 
 def predict(served: Model, X: np.ndarray, row_name: Callable[[int], str]) -> np.ndarray:

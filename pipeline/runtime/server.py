@@ -7,7 +7,13 @@ access-log line per request on stderr, and a clean shutdown.
 - Every model is loaded, checked against the manifest's sha256 and warmed up before the port
   opens: a bad artifact is one line and exit 2, never a server that answers 500.
 - SIGTERM (or SIGINT): readiness turns false (503), no new connections are accepted, requests
-  in flight are answered, and the process exits within SHUTDOWN_SECONDS.
+  in flight are answered (a body that has not arrived STOP_BODY_SECONDS later gets a 503),
+  and the process exits within SHUTDOWN_SECONDS.
+- Slow or idle clients cannot hold the bounded connection slots: a request's line and headers
+  must arrive within the header timeout, its body within the read timeout.
+- Large requests are decoded and predicted off the event loop, a few at a time (probes stay
+  answered, and memory stays bounded by LARGE_AT_ONCE bodies); small ones inline, which is
+  faster than a thread hop.
 """
 from __future__ import annotations
 
@@ -24,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pipeline import config
 from pipeline.errors import OneLineArgumentParser, UserError
@@ -38,10 +44,15 @@ from pipeline.runtime.protocol import Limits, Model, Protocol, ProtocolError, Re
 DEFAULT_HOST, DEFAULT_PORT = "0.0.0.0", 8080
 MAX_BODY_BYTES = 64 << 20
 READ_TIMEOUT_SECONDS = 30.0
+HEADER_TIMEOUT_SECONDS = 10.0
+# After a shutdown signal, a body still arriving gets this long (within SHUTDOWN_SECONDS).
+STOP_BODY_SECONDS = 5.0
+# Bodies over this many bytes are large: read and handled LARGE_AT_ONCE at a time, in a thread.
+LARGE_BODY_BYTES = 1 << 20
+LARGE_AT_ONCE = 2
 MAX_CONCURRENCY = 64
 KEEP_ALIVE_SECONDS = 5
 SHUTDOWN_SECONDS = 10
-METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 ENCODINGS = ("gzip", "deflate")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -67,7 +78,7 @@ class Metrics:
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused past ``limit`` bytes (413) before it is all read where possible."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ProtocolError(413, f"the body is {int(declared)} bytes, over the limit of {limit}; split the request")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -92,42 +103,107 @@ def decode(body: bytes, encoding: str | None, limit: int) -> bytes:
         raise ProtocolError(400, f"the body is not valid {name} data ({err})") from None
     if len(data) > limit or inflater.unconsumed_tail:
         raise ProtocolError(413, f"the body inflates to over the limit of {limit} bytes; split the request")
+    if not inflater.eof or inflater.unused_data:
+        raise ProtocolError(400, f"the body is not one complete {name} stream (truncated, or data after its end)")
     return data
 
 
-def access_log(request: Request, reply: Reply, seconds: float) -> None:
+def access_log(request: Request, path: str, reply: Reply, seconds: float) -> None:
     client = request.client.host if request.client else ""
     line = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "client": client,
-            "method": request.method, "path": request.url.path, "status": reply.status,
+            "method": request.method, "path": path, "status": reply.status,
             "model": reply.model, "rows": reply.rows, "ms": round(seconds * 1000, 3)}
     print(json.dumps(line), file=sys.stderr, flush=True)
 
 
-def build_app(protocol: Protocol, metrics: Metrics, max_body: int = MAX_BODY_BYTES,
-              read_timeout: float = READ_TIMEOUT_SECONDS, log: bool = True) -> Starlette:
-    async def endpoint(request: Request) -> Response:
+def request_path(request: Request) -> str:
+    """The path as sent, not percent-decoded (so /v2/models/a%2Fready is no route), and without
+    the scheme and host of an absolute-form target (GET http://host/v2/...)."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    path = raw.decode("latin-1")
+    if path.startswith(("http://", "https://")):
+        path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+    return path
+
+
+def is_large(request: Request) -> bool:
+    declared = request.headers.get("content-length")
+    return declared is None or not declared.isdigit() or int(declared) > LARGE_BODY_BYTES
+
+
+class App:
+    """The ASGI application: every method and path goes to ``protocol`` (so that even an unknown
+    method or route is a JSON 4xx), except GET /metrics."""
+
+    def __init__(self, protocol: Protocol, metrics: Metrics, max_body: int = MAX_BODY_BYTES,
+                 read_timeout: float = READ_TIMEOUT_SECONDS, log: bool = True):
+        self.protocol, self.metrics, self.max_body, self.read_timeout, self.log = \
+            protocol, metrics, max_body, read_timeout, log
+        self.large = asyncio.Semaphore(LARGE_AT_ONCE)
+        self.stopping = asyncio.Event()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":  # lifespan is off; websockets are not served
+            return
+        request = Request(scope, receive)
         start = time.perf_counter()
-        path = request.url.path
-        if path == "/metrics" and request.method == "GET":
-            return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        path = request_path(request)
+        if path == "/metrics" and request.method in ("GET", "HEAD"):
+            response = Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+            await response(scope, receive, send)
+            return
+        if is_large(request):
+            async with self.large:
+                reply = await self.answer(request, path, in_thread=True)
+        else:
+            reply = await self.answer(request, path, in_thread=False)
+        seconds = time.perf_counter() - start
+        self.metrics.record(reply, seconds)
+        if self.log:
+            access_log(request, path, reply, seconds)
+        response = Response(reply.body, reply.status, headers=reply.headers, media_type=reply.content_type)
+        await response(scope, receive, send)
+
+    async def answer(self, request: Request, path: str, in_thread: bool) -> Reply:
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            body = await asyncio.wait_for(read_body(request, max_body), read_timeout)
-            body = decode(body, headers.get("content-encoding"), max_body)
-            reply = protocol.handle(request.method, path, headers, body)
+            body = await self.body_or_shutdown(request)
+            if in_thread:
+                return await run_in_threadpool(self.handle, request.method, path, headers, body)
+            return self.handle(request.method, path, headers, body)
         except ProtocolError as err:
-            reply = error_reply(err)
-        except TimeoutError:
-            reply = error_reply(ProtocolError(408, f"the body did not arrive within {read_timeout:g} s"))
+            return error_reply(err)
         except ClientDisconnect:
-            reply = error_reply(ProtocolError(400, "the client went away before sending the whole body"))
-        seconds = time.perf_counter() - start
-        metrics.record(reply, seconds)
-        if log:
-            access_log(request, reply, seconds)
-        return Response(reply.body, reply.status, headers=reply.headers, media_type=reply.content_type)
+            return error_reply(ProtocolError(400, "the client went away before sending the whole body"))
 
-    return Starlette(routes=[Route("/{path:path}", endpoint, methods=METHODS)])
+    def handle(self, method: str, path: str, headers: dict, body: bytes) -> Reply:
+        try:
+            body = decode(body, headers.get("content-encoding"), self.max_body)
+        except ProtocolError as err:
+            return error_reply(err)
+        return self.protocol.handle(method, path, headers, body)
+
+    async def body_or_shutdown(self, request: Request) -> bytes:
+        """The body within the read timeout. Once the server starts shutting down, a body on its
+        way gets STOP_BODY_SECONDS more, then a 503 (uvicorn would cancel it with a bare 500)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout
+        reading = asyncio.ensure_future(read_body(request, self.max_body))
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        try:
+            done, _ = await asyncio.wait({reading, stopping}, timeout=self.read_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if reading not in done and stopping in done:
+                remaining = min(deadline - loop.time(), STOP_BODY_SECONDS)
+                done, _ = await asyncio.wait({reading}, timeout=max(remaining, 0.0))
+                if reading not in done:
+                    raise ProtocolError(503, "the server is shutting down; retry on another replica")
+            if reading in done:
+                return reading.result()
+            raise ProtocolError(408, f"the body did not arrive within {self.read_timeout:g} s")
+        finally:
+            stopping.cancel()
+            reading.cancel()
 
 
 def load_models(artifacts: Path, verify: bool) -> dict[str, Model]:
@@ -143,15 +219,47 @@ def load_models(artifacts: Path, verify: bool) -> dict[str, Model]:
     return models
 
 
-class Server(uvicorn.Server):
-    """uvicorn's server, with readiness false from the first shutdown signal."""
+def header_timeout_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol, closing a connection that has not sent a whole request line and
+    headers within ``seconds`` of opening (or of its last response): uvicorn itself waits
+    forever, so idle sockets could hold every connection slot."""
 
-    def __init__(self, config_: uvicorn.Config, protocol: Protocol):
+    class HeaderTimeoutProtocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.header_timer = self.loop.call_later(seconds, self.header_timeout)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.header_timer.cancel()
+            self.header_timer = self.loop.call_later(seconds, self.header_timeout)
+
+        def connection_lost(self, exc) -> None:
+            self.header_timer.cancel()
+            super().connection_lost(exc)
+
+        def header_timeout(self) -> None:
+            in_request = self.cycle is not None and not self.cycle.response_complete
+            if not in_request and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, with readiness false and bodies still arriving refused (503) from the
+    first shutdown signal."""
+
+    def __init__(self, config_: uvicorn.Config, protocol: Protocol, app: App):
         super().__init__(config_)
-        self.protocol = protocol
+        self.protocol, self.app = protocol, app
 
     def handle_exit(self, sig, frame) -> None:
         self.protocol.ready = False
+        try:
+            asyncio.get_running_loop().call_soon_threadsafe(self.app.stopping.set)
+        except RuntimeError:  # no loop yet: nothing is in flight
+            pass
         super().handle_exit(sig, frame)
 
 
@@ -172,6 +280,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="connections served at once; more get 503 (default: %(default)s)")
     parser.add_argument("--read-timeout", type=float, default=READ_TIMEOUT_SECONDS,
                         help="seconds a request body may take to arrive (default: %(default)s)")
+    parser.add_argument("--header-timeout", type=float, default=HEADER_TIMEOUT_SECONDS,
+                        help="seconds a request's line and headers may take to arrive (default: %(default)s)")
     parser.add_argument("--no-access-log", action="store_true", help="no JSON line per request on stderr")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -179,8 +289,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for name in ("max_body_bytes", "max_rows", "max_concurrency"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if not (math.isfinite(args.read_timeout) and args.read_timeout > 0):
-        parser.error("--read-timeout must be a positive number of seconds")
+    for name in ("read_timeout", "header_timeout"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
+            parser.error(f"--{name.replace('_', '-')} must be a positive number of seconds")
     return args
 
 
@@ -188,11 +299,13 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     models = load_models(args.artifacts or config.artifacts_dir(), not args.no_verify_manifest)
     protocol = Protocol(models, Limits(max_rows=args.max_rows))
-    app = build_app(protocol, Metrics(), args.max_body_bytes, args.read_timeout, not args.no_access_log)
+    app = App(protocol, Metrics(), args.max_body_bytes, args.read_timeout, not args.no_access_log)
+    # Within the grace period, a body still arriving has been refused already (503).
+    grace = max(SHUTDOWN_SECONDS - 1, 1)
     server = Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False,
                                    lifespan="off", limit_concurrency=args.max_concurrency,
-                                   timeout_keep_alive=KEEP_ALIVE_SECONDS,
-                                   timeout_graceful_shutdown=SHUTDOWN_SECONDS, http="h11"), protocol)
+                                   timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=grace,
+                                   http=header_timeout_protocol(args.header_timeout)), protocol, app)
     # A shutdown signal is the normal end of a server, not an interruption: uvicorn shuts down
     # gracefully, then re-raises the signal it caught into these handlers, which let it pass.
     for sig in (signal.SIGINT, signal.SIGTERM):
