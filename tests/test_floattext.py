@@ -26,8 +26,18 @@ def numpy_text(x: np.ndarray, separator: str) -> str:
 
 
 def assert_same_text(x: np.ndarray, separator: str = "\n") -> None:
-    ours = floattext.join_float32(x, separator)
+    """join_float32, and its array machinery on its own (join_float32 leaves arrays under
+    SMALL_ARRAY values to numpy), both give numpy's text."""
     theirs = numpy_text(x, separator)
+    sep = np.frombuffer(separator.encode("ascii"), np.uint8)
+    with np.errstate(all="ignore"):
+        chunked = b"".join(floattext.join_chunk(x[i:i + floattext.CHUNK_ROWS], sep, separator)
+                           for i in range(0, x.size, floattext.CHUNK_ROWS)).decode("ascii")
+    for ours in (floattext.join_float32(x, separator), chunked):
+        compare(ours, theirs, separator)
+
+
+def compare(ours: str, theirs: str, separator: str) -> None:
     if ours != theirs:
         pairs = zip(ours.split(separator), theirs.split(separator), strict=False)  # lengths may differ too
         wrong = [(a, b) for a, b in pairs if a != b][:5]

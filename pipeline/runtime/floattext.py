@@ -49,6 +49,8 @@ TIE_MARGIN = 1e-6
 TIE_WIDTH = 0.9
 # A chunk where at least this share of rows needs numpy is formatted by numpy alone.
 NUMPY_SHARE = 0.5
+# Below this many values numpy's own formatting is the faster (one server request's rows).
+SMALL_ARRAY = 1024
 # Rows formatted per pass: each pass's arrays stay in the CPU cache.
 CHUNK_ROWS = 1 << 15
 # Two ASCII digits per uint16 ("00" to "99"), in memory order.
@@ -154,6 +156,8 @@ def join_float32(values: np.ndarray, separator: str) -> str:
     """Each value as numpy's str of it, each followed by ``separator``: the same text as
     ``"".join(v + separator for v in values.astype(str))``, for finite float32 values."""
     x = np.asarray(values, dtype=np.float32).reshape(-1)
+    if x.size < SMALL_ARRAY:  # the array passes cost more than numpy's per-value formatting here
+        return "".join(v + separator for v in x.astype(str).tolist())
     sep = np.frombuffer(separator.encode("ascii"), np.uint8)
     with np.errstate(all="ignore"):  # nan and inf take numpy's path; their casts need no warning
         chunks = [join_chunk(x[i:i + CHUNK_ROWS], sep, separator) for i in range(0, x.size, CHUNK_ROWS)]
