@@ -8,6 +8,8 @@ PYTHON     ?= python3
 VENV       ?= .venv
 # make bench's alternatives (pandas, pyarrow) live in a venv of their own, never in .venv or the image.
 BENCH_VENV ?= .venv-bench
+# make bench-serve's MLServer lives in a venv of its own too.
+SERVE_BENCH_VENV ?= .venv-serve-bench
 ARTIFACTS  ?= artifacts
 BITS       ?= 8
 IMAGE      ?= housing-runtime:latest
@@ -36,7 +38,7 @@ SHELL := /bin/bash
 
 # An empty variable would silently empty a prerequisite list or a path (GNU make's
 # --warn-undefined-variables does not look into prerequisites): refuse it.
-$(foreach v,PYTHON VENV BENCH_VENV ARTIFACTS BITS IMAGE PORT BASE_IMAGE WHEELHOUSE DOCKER WHEEL_ARCH,\
+$(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV ARTIFACTS BITS IMAGE PORT BASE_IMAGE WHEELHOUSE DOCKER WHEEL_ARCH,\
   $(if $(strip $($(v))),,$(error $(v) is empty; give it a value or leave it unset for its default)))
 ifeq ($(filter $(BITS),2 3 4 5 6 7 8),)
 $(error BITS=$(BITS) is invalid; use an integer from 2 to 8 (codes are stored as uint8))
@@ -179,6 +181,10 @@ docker: $(IMAGE_STAMP) $(VENV)/.test-installed
 bench: $(MANIFEST) $(BENCH_VENV)/.installed
 	$(PY) -m pipeline.benchmark runtime --artifacts $(A) --alternatives-python $(BENCH_VENV)/bin/python
 
+.PHONY: bench-serve ## The server against MLServer 1.7 (scikit-learn): 1 and 1000 rows, JSON and binary, side by side
+bench-serve: $(MANIFEST) $(SERVE_BENCH_VENV)/.installed
+	$(PY) -m pipeline.serve_benchmark --artifacts $(A) --mlserver $(SERVE_BENCH_VENV)/bin/mlserver
+
 .PHONY: bench-image ## Compare the image with one built the same way with scikit-learn: size, time to first prediction
 bench-image: $(IMAGE_STAMP) $(BASELINE_STAMP)
 	$(PY) -m pipeline.benchmark image $(IMAGE) $(BASELINE_IMAGE) $(BASE_IMAGE)
@@ -200,6 +206,11 @@ $(VENV)/.installed: requirements.txt
 $(BENCH_VENV)/.installed: requirements-bench.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+$(SERVE_BENCH_VENV)/.installed: requirements-serve-bench.txt
+	$(PYTHON) -m venv $(SERVE_BENCH_VENV)
+	$(SERVE_BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-serve-bench.txt
 	touch $@
 
 # Test-only packages (Hypothesis, tritonclient), pinned in their own file: never in the runtime image.
