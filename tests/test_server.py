@@ -291,19 +291,48 @@ def test_sigterm_answers_in_flight_requests_and_exits_promptly(art):
     assert time.monotonic() - started < 10
 
 
-def test_idle_connections_cannot_lock_the_server_out(art):
+@pytest.fixture(scope="module")
+def strict_server(art):
+    """A server with short timeouts and few connection slots, for the slow-client tests."""
+    process, port = start_server(art, "--max-concurrency", "4", "--header-timeout", "1", "--read-timeout", "1",
+                                 "--no-access-log")
+    yield port
+    stop(process)
+
+
+def test_idle_connections_cannot_lock_the_server_out(strict_server):
     """Sockets that never send a request are closed after the header timeout, so they cannot
     hold the bounded connection slots (uvicorn alone would wait for them forever)."""
-    process, port = start_server(art, "--max-concurrency", "4", "--header-timeout", "1", "--no-access-log")
-    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    idle = [socket.create_connection(("127.0.0.1", strict_server)) for _ in range(4)]
     try:
         time.sleep(2)
-        assert request(port, "GET", "/v2/health/live")[0] == 200
+        assert request(strict_server, "GET", "/v2/health/live")[0] == 200
         assert all(s.recv(1) == b"" for s in idle)  # closed by the server
     finally:
         for s in idle:
             s.close()
-        stop(process)
+
+
+def test_a_body_that_does_not_arrive_in_time_is_a_408(strict_server):
+    body = infer_body(ROW)
+    with socket.create_connection(("127.0.0.1", strict_server)) as conn:
+        conn.sendall(b"POST /v2/models/uint8/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+                     + body[:10])
+        conn.settimeout(10)
+        reply = conn.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 408") and b"application/json" in reply
+
+
+def test_readiness_is_false_once_shutdown_begins(art):
+    """Protocol-level: what the server's shutdown flag does to both readiness endpoints."""
+    from pipeline.runtime.model import Predictor
+    from pipeline.runtime.protocol import Model, Protocol
+    protocol = Protocol({"uint8": Model("uint8", Predictor(art / config.ONNX_NAMES["uint8"]))})
+    assert protocol.handle("GET", "/v2/health/ready", {}, b"").status == 200
+    protocol.ready = False
+    assert protocol.handle("GET", "/v2/health/ready", {}, b"").status == 503
+    assert protocol.handle("GET", "/v2/models/uint8/ready", {}, b"").status == 503
+    assert protocol.handle("GET", "/v2/health/live", {}, b"").status == 200
 
 
 def test_a_body_still_arriving_at_sigterm_gets_a_503_and_the_server_exits_in_time(art):
