@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -431,10 +432,24 @@ def test_a_path_too_long_for_the_system_is_one_line(art, tmp_path, option):
     assert_one_line_error(result, "")
 
 
+def wait_until_caught(pid: int, signum: int, seconds: float = 30) -> None:
+    """Until the process has a handler for ``signum`` (the SigCgt mask in /proc/PID/status)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught >> (signum - 1) & 1:
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"no handler for signal {signum} within {seconds} s")
+
+
 def test_a_signal_during_start_up_is_one_line(art):
     cmd = [sys.executable, "-m", "pipeline.runtime", "--artifacts", str(art), "--input", "-"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(0.05)  # numpy and onnxruntime are still loading, or the CLI waits on stdin: either way
+    # Once the runtime's handler is in (before that the interpreter itself is starting, which no
+    # program can intercept), numpy and onnxruntime are still loading, or the CLI waits on stdin.
+    wait_until_caught(proc.pid, signal.SIGTERM)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=WAIT_SECONDS)
     assert proc.returncode == 128 + signal.SIGTERM, err
