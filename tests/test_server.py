@@ -225,13 +225,19 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408(strict_server):
     assert reply.startswith(b"HTTP/1.1 408") and b"application/json" in reply
 
 
-def test_readiness_is_false_once_shutdown_begins(art):
-    """Protocol-level: what the server's shutdown flag does to both readiness endpoints."""
+def test_readiness_is_false_until_the_models_are_loaded_and_once_shutdown_begins(art):
+    """Protocol-level: what loading and the server's shutdown flag do to readiness (the loading
+    takes a fraction of a second, too short to catch over HTTP reliably)."""
     from pipeline.runtime.model import Predictor
     from pipeline.runtime.protocol import Model, Protocol
-    protocol = Protocol({"uint8": Model("uint8", Predictor(art / config.ONNX_NAMES["uint8"]))})
+    protocol = Protocol()
+    assert protocol.handle("GET", "/v2/health/ready", {}, b"").status == 503
+    loading = protocol.handle("POST", "/v2/models/uint8/infer", {}, infer_body(ROW))
+    assert loading.status == 503 and b"still loading" in loading.body
+    assert protocol.handle("GET", "/v2/health/live", {}, b"").status == 200
+    protocol.load({"uint8": Model("uint8", Predictor(art / config.ONNX_NAMES["uint8"]))})
     assert protocol.handle("GET", "/v2/health/ready", {}, b"").status == 200
-    protocol.ready = False
+    protocol.stopping = True
     assert protocol.handle("GET", "/v2/health/ready", {}, b"").status == 503
     assert protocol.handle("GET", "/v2/models/uint8/ready", {}, b"").status == 503
     assert protocol.handle("GET", "/v2/health/live", {}, b"").status == 200
@@ -256,7 +262,7 @@ def test_a_body_still_arriving_at_sigterm_gets_a_503_and_the_server_exits_in_tim
     assert time.monotonic() - started < 10
 
 
-def test_a_bad_artifact_stops_the_server_before_it_listens(tmp_path):
+def test_a_bad_artifact_stops_the_server_with_one_line(tmp_path):
     art = write_synthetic_artifacts(tmp_path / "artifacts")
     (art / config.ONNX_NAMES["float"]).write_bytes(b"tampered")
     result = subprocess.run([sys.executable, "-m", "pipeline.runtime", "serve", "--port", str(free_port()),
@@ -274,3 +280,15 @@ def test_access_log_is_one_json_line_per_request(art):
     lines = [json.loads(line) for line in process.stderr.read().decode().splitlines()]
     live = [line for line in lines if line["path"] == "/v2/health/live"]
     assert len(live) == 3 and all(line["status"] == 200 and line["method"] == "GET" for line in live)
+
+
+def test_bytes_that_are_not_http_get_a_json_400(server):
+    with socket.create_connection(("127.0.0.1", server)) as conn:
+        conn.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")  # a TLS hello, say, or noise
+        conn.settimeout(10)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
+    assert "not valid HTTP" in json.loads(body)["error"]

@@ -100,12 +100,22 @@ V1_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+):predict$")
 
 
 class Protocol:
-    """Routes a request to its handler; holds the models and whether the server is ready."""
+    """Routes a request to its handler; holds the models and whether the server is ready: once
+    they are loaded (``load``), until shutdown begins (``stopping``)."""
 
-    def __init__(self, models: Mapping[str, Model], limits: Limits | None = None):
-        self.models = dict(models)
+    def __init__(self, models: Mapping[str, Model] | None = None, limits: Limits | None = None):
+        self.models = dict(models or {})
         self.limits = limits or Limits()
-        self.ready = True
+        self.loaded = bool(self.models)
+        self.stopping = False
+
+    def load(self, models: Mapping[str, Model]) -> None:
+        self.models = dict(models)
+        self.loaded = True
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded and not self.stopping
 
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """The reply to one request; never raises for anything the client sent."""
@@ -144,6 +154,8 @@ class Protocol:
         return name if name in self.models else "unknown"
 
     def model(self, name: str, version: str | None) -> Model:
+        if not self.loaded:
+            raise ProtocolError(503, "the models are still loading; retry once /v2/health/ready answers 200")
         if name not in self.models:
             raise ProtocolError(404, f"unknown model {shown(name)}; the models are {', '.join(self.models)}")
         if version is not None and version != MODEL_VERSION:

@@ -4,8 +4,9 @@ The protocol is ``protocol``'s; this module moves bytes and owns what HTTP adds:
 limit and read timeout, content encodings, metrics (Prometheus text at /metrics), one JSON
 access-log line per request on stderr, and a clean shutdown.
 
-- Every model is loaded, checked against the manifest's sha256 and warmed up before the port
-  opens: a bad artifact is one line and exit 2, never a server that answers 500.
+- Every model is checked against the manifest's sha256, loaded and warmed up while the port is
+  already open and readiness answers 503; a bad artifact then stops the server with one line
+  and exit 2, never a server that answers 500.
 - SIGTERM (or SIGINT): readiness turns false (503), no new connections are accepted, requests
   in flight are answered (a body that has not arrived STOP_BODY_SECONDS later gets a 503),
   and the process exits within SHUTDOWN_SECONDS.
@@ -23,10 +24,12 @@ import json
 import math
 import signal
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
 
+import h11
 import numpy as np
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -238,6 +241,16 @@ def header_timeout_protocol(seconds: float) -> type:
             self.header_timer.cancel()
             super().connection_lost(exc)
 
+        def send_400_response(self, msg: str) -> None:
+            """Bytes that are not HTTP: the same JSON error as every other 4xx, not uvicorn's text."""
+            body = json.dumps({"error": f"the request is not valid HTTP/1.1 ({msg.rstrip('.')})"}).encode()
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                       (b"content-length", str(len(body)).encode())]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
+                          h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
         def header_timeout(self) -> None:
             in_request = self.cycle is not None and not self.cycle.response_complete
             if not in_request and not self.transport.is_closing():
@@ -255,7 +268,7 @@ class Server(uvicorn.Server):
         self.protocol, self.app = protocol, app
 
     def handle_exit(self, sig, frame) -> None:
-        self.protocol.ready = False
+        self.protocol.stopping = True
         try:
             asyncio.get_running_loop().call_soon_threadsafe(self.app.stopping.set)
         except RuntimeError:  # no loop yet: nothing is in flight
@@ -295,10 +308,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+class Loader(threading.Thread):
+    """Loads the models beside the serving loop: readiness is 503 until it is done. A bad
+    artifact is kept as ``error`` and stops the server, whose caller then reports it."""
+
+    def __init__(self, artifacts: Path, verify: bool, protocol: Protocol):
+        super().__init__(name="model-loader", daemon=True)
+        self.artifacts, self.verify, self.protocol = artifacts, verify, protocol
+        self.server: Server | None = None
+        self.error: UserError | None = None
+
+    def run(self) -> None:
+        try:
+            self.protocol.load(load_models(self.artifacts, self.verify))
+        except UserError as err:
+            self.error = err
+            if self.server is not None:
+                self.server.should_exit = True
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    models = load_models(args.artifacts or config.artifacts_dir(), not args.no_verify_manifest)
-    protocol = Protocol(models, Limits(max_rows=args.max_rows))
+    protocol = Protocol(limits=Limits(max_rows=args.max_rows))
+    loader = Loader(args.artifacts or config.artifacts_dir(), not args.no_verify_manifest, protocol)
     app = App(protocol, Metrics(), args.max_body_bytes, args.read_timeout, not args.no_access_log)
     # Within the grace period, a body still arriving has been refused already (503).
     grace = max(SHUTDOWN_SECONDS - 1, 1)
@@ -311,10 +343,15 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
     signal.signal(signal.SIGHUP, server.handle_exit)  # uvicorn leaves SIGHUP alone: the same graceful stop
+    loader.server = server
+    loader.start()
     try:
         server.run()
     except OSError as err:  # the port is taken, or the address is not this machine's
         raise UserError(f"cannot listen on {args.host}:{args.port} ({err.strerror}); pick another --port") from None
+    loader.join()
+    if loader.error is not None:
+        raise loader.error
     if not server.started:
         raise UserError(f"the server did not start on {args.host}:{args.port}; is the port free?")
     return 0
