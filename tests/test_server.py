@@ -292,3 +292,24 @@ def test_bytes_that_are_not_http_get_a_json_400(server):
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
     assert "not valid HTTP" in json.loads(body)["error"]
+
+
+def test_probes_do_not_wait_behind_large_requests(server):
+    """Bodies over 1 MiB take one of two slots while they arrive and are predicted. Two uploads
+    that stall hold both; a probe (no body) is answered at once all the same."""
+    stalled = []
+    try:
+        for _ in range(2):
+            conn = socket.create_connection(("127.0.0.1", server))
+            conn.sendall(b"POST /v2/models/uint8/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{"
+                         % (2 << 20))
+            stalled.append(conn)
+        time.sleep(0.2)
+        started = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+        conn.request("GET", "/v2/health/ready")
+        assert conn.getresponse().status == 200
+        assert time.monotonic() - started < 1.0
+    finally:
+        for conn in stalled:
+            conn.close()

@@ -130,8 +130,12 @@ def request_path(request: Request) -> str:
 
 
 def is_large(request: Request) -> bool:
+    """Over LARGE_BODY_BYTES, or of unknown size (chunked). Bodiless GETs (probes, metadata) are
+    small: they must never wait behind large requests."""
     declared = request.headers.get("content-length")
-    return declared is None or not declared.isdigit() or int(declared) > LARGE_BODY_BYTES
+    if declared is None:
+        return "transfer-encoding" in request.headers
+    return not (declared.isascii() and declared.isdigit()) or int(declared) > LARGE_BODY_BYTES
 
 
 class App:
