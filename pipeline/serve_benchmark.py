@@ -123,10 +123,12 @@ def drive(port: int, path: str, body: bytes, headers: dict, n: int, concurrency:
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3}
 
 
-def wait_ready(port: int, process: subprocess.Popen, name: str) -> None:
-    deadline = time.monotonic() + READY_SECONDS
+def wait_ready(port: int, process: subprocess.Popen | None, name: str, seconds: float = READY_SECONDS) -> None:
+    """Until GET /v2/health/ready on 127.0.0.1:port answers 200 (``process``, if given, must
+    stay alive meanwhile). Also what the server tests wait with."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise UserError(f"{name} exited with {process.returncode} before it was ready")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -136,7 +138,7 @@ def wait_ready(port: int, process: subprocess.Popen, name: str) -> None:
         except OSError:
             pass
         time.sleep(0.2)
-    raise UserError(f"{name} was not ready within {READY_SECONDS} s")
+    raise UserError(f"{name} was not ready within {seconds:g} s")
 
 
 def start_ours(artifacts: Path, port: int) -> subprocess.Popen:

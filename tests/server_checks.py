@@ -6,21 +6,15 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
-import socket
 
 import numpy as np
 import tritonclient.http as triton
 
 from helpers import california_like_rows
 from pipeline import config
+from pipeline.serve_benchmark import free_port, wait_ready  # noqa: F401 (the tests' too)
 
 MODELS = config.MODEL_VARIANTS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):

@@ -161,17 +161,12 @@ def served(tmp_path_factory):
     container = started.stdout.decode().strip()
     folder = tmp_path_factory.mktemp("image-models")
     models = {v: image_file(f"/app/artifacts/{config.ONNX_NAMES[v]}", folder) for v in config.MODEL_VARIANTS}
+    try:
+        server_checks.wait_ready(port, None, f"the {IMAGE} container", 60)
+    except Exception:
+        docker("rm", "-f", container)
+        raise
     client = server_checks.triton.InferenceServerClient(f"127.0.0.1:{port}")
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if client.is_server_ready():
-                break
-        except Exception:  # not listening yet
-            if time.monotonic() > deadline:
-                docker("rm", "-f", container)
-                raise
-            time.sleep(0.2)
     yield container, port, client, models
     docker("rm", "-f", container)
 

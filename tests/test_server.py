@@ -25,27 +25,12 @@ import tritonclient.http as triton
 
 from helpers import california_like_rows, write_synthetic_artifacts
 from pipeline import config
+from pipeline.errors import UserError
 from server_checks import (BAD_REQUESTS, INFER_MODES, ROW, check_bad_request, check_health_and_metadata, check_infer,
-                           free_port, infer_body, request)
+                           free_port, infer_body, request, wait_ready)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READY_WITHIN_SECONDS = 60
-
-
-def wait_ready(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + READY_WITHIN_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}: {process.stderr.read().decode()}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/v2/health/ready")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"the server was not ready within {READY_WITHIN_SECONDS} s")
 
 
 def start_server(art, *args: str) -> tuple[subprocess.Popen, int]:
@@ -53,7 +38,11 @@ def start_server(art, *args: str) -> tuple[subprocess.Popen, int]:
     process = subprocess.Popen([sys.executable, "-m", "pipeline.runtime", "serve", "--host", "127.0.0.1",
                                 "--port", str(port), "--artifacts", str(art), *args],
                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_ready(port, process)
+    try:
+        wait_ready(port, process, "the server", READY_WITHIN_SECONDS)
+    except UserError as err:
+        stderr = process.stderr.read().decode() if process.poll() is not None else ""
+        raise AssertionError(f"{err}: {stderr}") from None
     return process, port
 
 

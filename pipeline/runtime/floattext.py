@@ -128,19 +128,28 @@ def numpy_rows(x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, np.arange(width) < np.char.str_len(text)[:, None]
 
 
+def numpy_join(x: np.ndarray, separator: str) -> str:
+    """numpy's own text, value by value: the reference, and the faster path for few values."""
+    return "".join(v + separator for v in x.astype(str).tolist())
+
+
 def join_chunk(x: np.ndarray, sep: np.ndarray, separator: str) -> bytes:
-    a = np.abs(x).astype(np.float64)
+    magnitude = np.abs(x)
+    a = magnitude.astype(np.float64)
     # Powers of two (zero mantissa bits) have a lopsided rounding interval: numpy decides.
-    fast = (a >= POSITIONAL_LOW) & (a < POSITIONAL_HIGH) & ((np.abs(x).view(np.uint32) & 0x7FFFFF) != 0)
-    a = np.where(fast, a, 1.5)
-    below = np.nextafter(a.astype(np.float32), np.float32(0)).astype(np.float64)
-    above = np.nextafter(a.astype(np.float32), np.float32(np.inf)).astype(np.float64)
+    fast = (a >= POSITIONAL_LOW) & (a < POSITIONAL_HIGH) & ((magnitude.view(np.uint32) & 0x7FFFFF) != 0)
+    if not fast.mean() > 1 - NUMPY_SHARE:   # zeros, labels, huge values: numpy's join is faster
+        return numpy_join(x, separator).encode("ascii")
+    magnitude = np.where(fast, magnitude, np.float32(1.5))
+    a = magnitude.astype(np.float64)
+    below = np.nextafter(magnitude, np.float32(0)).astype(np.float64)
+    above = np.nextafter(magnitude, np.float32(np.inf)).astype(np.float64)
     e = np.searchsorted(POWERS, a, side="right") - 1 + LOWEST_EXPONENT      # floor(log10 a)
     unscale = 10.0 ** -e          # exact for e <= 0, rounded once for e > 0
     d, p, decided = shortest_digits(a * unscale, (a + below) / 2 * unscale, (a + above) / 2 * unscale)
     fast &= decided
-    if not fast.mean() > 1 - NUMPY_SHARE:   # zeros, labels, huge values: numpy's join is faster
-        return "".join(v + separator for v in x.astype(str).tolist()).encode("ascii")
+    if not fast.mean() > 1 - NUMPY_SHARE:
+        return numpy_join(x, separator).encode("ascii")
     # |x| 10^12 = D 10^(12 - k), k = p - 1 - e: 13 - p + e is in [0, 17] on the fast rows.
     v = d * INT64_POW10[np.clip(13 - p + e, 0, 18)]
     rows, keep = positional_rows(x, np.where(fast, v, 0))
@@ -157,7 +166,7 @@ def join_float32(values: np.ndarray, separator: str) -> str:
     ``"".join(v + separator for v in values.astype(str))``, for finite float32 values."""
     x = np.asarray(values, dtype=np.float32).reshape(-1)
     if x.size < SMALL_ARRAY:  # the array passes cost more than numpy's per-value formatting here
-        return "".join(v + separator for v in x.astype(str).tolist())
+        return numpy_join(x, separator)
     sep = np.frombuffer(separator.encode("ascii"), np.uint8)
     with np.errstate(all="ignore"):  # nan and inf take numpy's path; their casts need no warning
         chunks = [join_chunk(x[i:i + CHUNK_ROWS], sep, separator) for i in range(0, x.size, CHUNK_ROWS)]

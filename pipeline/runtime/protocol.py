@@ -73,14 +73,14 @@ class Model:
     """One served model: its name in the URL, its session, and its tensors' names."""
     name: str
     predictor: Predictor
+    output_name: str = field(init=False)
+
+    def __post_init__(self):
+        self.output_name = self.predictor.session.get_outputs()[0].name
 
     @property
     def input_name(self) -> str:
         return self.predictor.input_name
-
-    @property
-    def output_name(self) -> str:
-        return self.predictor.session.get_outputs()[0].name
 
     def metadata(self) -> dict:
         return {"name": self.name, "versions": [MODEL_VERSION], "platform": PLATFORM,
@@ -171,8 +171,8 @@ class Protocol:
             raise ProtocolError(400, f"'inputs' must be a list of one tensor, {shown(served.input_name)} "
                                      f"FP32 [N, {config.N_FEATURES}]")
         X = input_rows(inputs[0], served, binary, self.limits)
+        binary_out = wants_binary(request, served.output_name)  # the whole request checked before the model runs
         pred = predict(served, X, lambda r: f"row {r}")
-        binary_out = wants_binary(request, served.output_name)
         output = {"name": served.output_name, "datatype": "FP32", "shape": [int(pred.size), 1]}
         head = {"model_name": served.name, "model_version": MODEL_VERSION}
         if "id" in request:
@@ -246,15 +246,24 @@ def check_request_fields(request: dict) -> None:
         raise ProtocolError(400, "classification outputs are not supported: the models are regressions")
 
 
+def byte_count(text: str | None) -> int | None:
+    """A header's byte count, or None unless it is ASCII digits that fit an int64 (str.isdigit
+    alone takes '²', and int() refuses 5000 digits)."""
+    if text is None or not (text.isascii() and text.isdigit() and len(text) <= 18):
+        return None
+    return int(text)
+
+
 def split_binary(headers: Mapping[str, str], body: bytes) -> tuple[dict, bytes]:
     """The JSON header and the binary section after it (empty without the extension)."""
     length = headers.get(HEADER_LENGTH)
     if length is None:
         return parse_json_body(body), b""
-    if not (length.isascii() and length.isdigit() and len(length) <= 19) or int(length) > len(body):
+    count = byte_count(length)
+    if count is None or count > len(body):
         raise ProtocolError(400, f"Inference-Header-Content-Length {shown(length)} must be a byte count "
                                  f"within the body ({len(body)} bytes)")
-    return parse_json_body(body[:int(length)]), body[int(length):]
+    return parse_json_body(body[:count]), body[count:]
 
 
 def input_rows(tensor: dict, served: Model, binary: bytes, limits: Limits) -> np.ndarray:
@@ -282,7 +291,7 @@ def input_rows(tensor: dict, served: Model, binary: bytes, limits: Limits) -> np
         if type(size) is not int or size != expected or len(binary) != expected:
             raise ProtocolError(400, f"input {shown(name)}: binary_data_size {shown_json(size)} with "
                                      f"{len(binary)} binary bytes; shape {shape} FP32 needs exactly {expected}")
-        values = np.frombuffer(binary, "<f4").reshape(n, config.N_FEATURES).astype(np.float64)
+        values = np.frombuffer(binary, "<f4").reshape(n, config.N_FEATURES)  # float32 already
     else:
         if binary:
             raise ProtocolError(400, f"the body has {len(binary)} binary bytes but input {shown(name)} does not "

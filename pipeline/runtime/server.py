@@ -42,7 +42,7 @@ from pipeline import config
 from pipeline.errors import OneLineArgumentParser, UserError
 from pipeline.runtime import integrity
 from pipeline.runtime.model import Predictor, model_path
-from pipeline.runtime.protocol import Limits, Model, Protocol, ProtocolError, Reply, error_reply
+from pipeline.runtime.protocol import Limits, Model, Protocol, ProtocolError, Reply, byte_count, error_reply
 
 DEFAULT_HOST, DEFAULT_PORT = "0.0.0.0", 8080
 MAX_BODY_BYTES = 64 << 20
@@ -80,9 +80,9 @@ class Metrics:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused past ``limit`` bytes (413) before it is all read where possible."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise ProtocolError(413, f"the body is {int(declared)} bytes, over the limit of {limit}; split the request")
+    declared = byte_count(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
+        raise ProtocolError(413, f"the body is {declared} bytes, over the limit of {limit}; split the request")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -94,9 +94,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def decode(body: bytes, encoding: str | None, limit: int) -> bytes:
     """The body without its Content-Encoding (gzip or deflate), refused past ``limit`` bytes."""
-    if encoding is None or encoding.strip().lower() in ("", "identity"):
+    name = (encoding or "").strip().lower()
+    if name in ("", "identity"):
         return body
-    name = encoding.strip().lower()
     if name not in ENCODINGS:
         raise ProtocolError(415, f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none")
     inflater = zlib.decompressobj(wbits=31 if name == "gzip" else 15)
@@ -132,10 +132,10 @@ def request_path(request: Request) -> str:
 def is_large(request: Request) -> bool:
     """Over LARGE_BODY_BYTES, or of unknown size (chunked). Bodiless GETs (probes, metadata) are
     small: they must never wait behind large requests."""
-    declared = request.headers.get("content-length")
-    if declared is None:
+    if "content-length" not in request.headers:
         return "transfer-encoding" in request.headers
-    return not (declared.isascii() and declared.isdigit()) or int(declared) > LARGE_BODY_BYTES
+    declared = byte_count(request.headers["content-length"])
+    return declared is None or declared > LARGE_BODY_BYTES
 
 
 class App:
