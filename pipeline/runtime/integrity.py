@@ -1,6 +1,7 @@
 """A model file against the manifest that `make all` wrote: size and sha256, before loading."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -50,3 +51,22 @@ def check_file(manifest_path: Path, path: Path) -> None:
     if not matches:
         raise UserError(f"{shown(str(path))} does not match its sha256 in {shown(str(manifest_path))} "
                         "(modified or corrupted); rebuild with `make all`")
+
+
+def read_checked(manifest_path: Path, path: Path) -> bytes:
+    """The file's bytes, read once and checked against the manifest: what is checked is exactly
+    what is used (the Spark job ships these bytes to its tasks)."""
+    entry = manifest_entry(manifest_path, path.name)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(entry["size"] + 1)
+    except OSError as err:
+        raise UserError(f"model file {shown(str(path))} cannot be read ({err.strerror})") from None
+    if len(data) != entry["size"] or sha256_bytes(data) != entry["sha256"]:
+        raise UserError(f"{shown(str(path))} does not match its sha256 in {shown(str(manifest_path))} "
+                        "(modified or corrupted); rebuild with `make all`")
+    return data
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -26,9 +26,11 @@ class Predictor:
 
     The model must take one float tensor of shape [N, 8] and give one value per row: anything
     else (a model from elsewhere, with --no-verify-manifest) is refused at load, in one line.
+    ``model_bytes``, when given, are the file's contents already read and checked (the Spark
+    job ships them to its tasks); ``path`` then only names the model in messages.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, model_bytes: bytes | None = None):
         if hasattr(ort, "disable_telemetry_events"):
             ort.disable_telemetry_events()
         self.path = path
@@ -39,14 +41,15 @@ class Predictor:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            source = str(path) if model_bytes is None else model_bytes
+            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise UserError(f"{shown(str(path))} is not a loadable ONNX model ({first_line(err)}); "
                             "rebuild it with `make all`") from None
         self.input_name = self._check_signature()
         meta = self.session.get_modelmeta().custom_metadata_map
         self.feature_names = self._feature_names(meta)
-        self.variant = meta.get("variant", path.stem)
+        self.variant = meta.get("variant", Path(path).stem)
 
     def _check_signature(self) -> str:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()

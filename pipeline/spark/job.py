@@ -1,0 +1,224 @@
+"""Score a Parquet or CSV dataset on Spark with a verified model: the job's command line and driver.
+
+    python -m pipeline.spark.job --input homes.parquet --output preds.parquet [--model uint8]
+    spark-submit pipeline/spark/job.py --input s3a://bucket/homes/ --output s3a://bucket/preds/
+
+Input: Parquet or CSV (a file or a folder, any URI Spark reads) holding the 8 feature columns in
+any order, plus any other columns. Output: Parquet with every input column unchanged and a float
+``prediction``. The driver checks the model's bytes against manifest.json before Spark starts;
+each task re-hashes them, validates its rows with the runtime's core and predicts with one
+single-threaded onnxruntime session. All or nothing: a bad row fails the job, and Spark's output
+committer (algorithm 1, set here) commits no file; the output path must not exist yet.
+Run with python, it starts its own session (--master, local[2] by default); under spark-submit
+or Spark Connect it uses the platform's.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+if not __package__:  # run as a file (spark-submit pipeline/spark/job.py): the package is two folders up
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import pipeline  # noqa: E402
+from pipeline import config  # noqa: E402
+from pipeline.errors import EnvironmentFault, OneLineArgumentParser, UserError, run_cli, shown  # noqa: E402
+from pipeline.runtime import integrity  # noqa: E402
+from pipeline.runtime.model import Predictor, model_path  # noqa: E402
+from pipeline.spark import environment  # noqa: E402
+from pipeline.spark.score import Scorer, is_feature_type  # noqa: E402
+
+PROG = "score-spark"
+FORMATS = ("parquet", "csv")
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2")
+# Spark's committer, algorithm 1: tasks commit into the job's temporary folder and only the job's
+# commit moves their files into place, so a failed job leaves no data file in the output.
+COMMITTER = {"mapreduce.fileoutputcommitter.algorithm.version": "1"}
+USER_ERROR_LINE = re.compile(r"pipeline\.errors\.UserError: (.+)")
+
+
+# ---- The model ---------------------------------------------------------------------------
+def load_scorer(artifacts: Path, variant: str, prediction: str) -> Scorer:
+    """The verified model's bytes, read once on the driver, and what the tasks need to use them."""
+    path = model_path(artifacts, variant)
+    data = integrity.read_checked(artifacts / config.MANIFEST_NAME, path)
+    predictor = Predictor(path, data)  # refuses a model that does not take [N, 8], before Spark starts
+    return Scorer(data, integrity.sha256_bytes(data), path.name, predictor.feature_names, prediction)
+
+
+# ---- Paths --------------------------------------------------------------------------------
+def local_path(uri: str) -> Path | None:
+    """The file-system path of a local URI (plain path or file:), None for any other scheme."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    if parsed.scheme and len(parsed.scheme) > 1:  # s3a://, gs://, abfss://, hdfs:// (not C:)
+        return None
+    return Path(uri)
+
+
+def input_format(uri: str, given: str) -> str:
+    """parquet or csv: as given, else by the name's suffix, else by a local folder's files."""
+    if given != "auto":
+        return given
+    name = uri.rstrip("/").lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(".parquet"):
+        return "parquet"
+    path = local_path(uri)
+    if path is not None and path.is_dir():
+        names = [p.name.lower() for p in path.rglob("*") if p.is_file() and not p.name.startswith(("_", "."))]
+        if names and all(n.endswith(CSV_SUFFIXES) for n in names):
+            return "csv"
+        if names and not all(n.endswith(".parquet") for n in names):
+            raise UserError(f"cannot tell whether {shown(uri)} holds Parquet or CSV; pass --input-format")
+    return "parquet"
+
+
+def check_paths(input_uri: str, output_uri: str) -> None:
+    """Refuse, before Spark starts, an output that would destroy or feed on the input, or that
+    exists already (Spark's committer needs a fresh path to be all or nothing)."""
+    src, dst = local_path(input_uri), local_path(output_uri)
+    if src is None or dst is None:
+        if input_uri.rstrip("/") == output_uri.rstrip("/"):
+            raise UserError(f"--output {shown(output_uri)} is the input; choose a new path")
+        return
+    if not src.exists():
+        raise UserError(f"--input {shown(input_uri)} not found")
+    src_real, dst_real = src.resolve(), dst.resolve()
+    if dst_real == src_real or src_real in dst_real.parents or dst_real in src_real.parents:
+        raise UserError(f"--output {shown(output_uri)} overlaps the input {shown(input_uri)}; "
+                        "write the predictions somewhere else")
+    if dst.exists() or dst.is_symlink():
+        raise UserError(f"--output {shown(output_uri)} already exists; the job writes a new folder, all or "
+                        "nothing: choose a new path, or remove the old one yourself")
+    if dst.parent.exists() and not dst.parent.is_dir():
+        raise UserError(f"--output {shown(output_uri)}: {shown(str(dst.parent))} is not a folder")
+
+
+def remove_partial(output_uri: str) -> None:
+    """After a failed job, the folder Spark made for the output (empty, or holding only its
+    temporary files): checked absent before the job, so nothing in it is the user's."""
+    dst = local_path(output_uri)
+    if dst is not None and dst.is_dir() and not (dst / "_SUCCESS").exists():
+        shutil.rmtree(dst, ignore_errors=True)
+
+
+# ---- Spark ----------------------------------------------------------------------------------
+def read_input(spark, uri: str, fmt: str):
+    """A DataFrame of the input. CSV columns are text: the tasks parse the features with the same
+    checks as every other value, and the other columns pass through as the file has them."""
+    if fmt == "csv":
+        return spark.read.option("header", "true").option("mode", "FAILFAST").csv(uri)
+    return spark.read.parquet(uri)
+
+
+def check_schema(schema, scorer: Scorer) -> None:
+    """Every feature present, as numbers or text; the prediction column not already taken."""
+    import pyspark.sql.types as T
+    from pyspark.sql.pandas.types import to_arrow_type
+    names = schema.fieldNames()
+    missing = [f for f in scorer.features if f not in names]
+    if missing:
+        lowered = {n.lower(): n for n in names}
+        near = [f"{lowered[f.lower()]!r} for {f!r}" for f in missing if f.lower() in lowered]
+        hint = f" (found {', '.join(near)}: names are case-sensitive)" if near else ""
+        raise UserError(f"the input has no column {', '.join(map(repr, missing))}{hint}; it needs the 8 features "
+                        f"{', '.join(scorer.features)}, in any order")
+    for field in schema.fields:
+        if field.name in scorer.features and not (isinstance(field.dataType, T.StringType)
+                                                 or is_feature_type(to_arrow_type(field.dataType))):
+            raise UserError(f"column {field.name!r} is {field.dataType.simpleString()}; features must be numbers")
+    if scorer.prediction in names:
+        raise UserError(f"the input already has a column {scorer.prediction!r}; pass --prediction-column NAME")
+
+
+def translated(err: Exception) -> UserError:
+    """A failed Spark job as one line: a task's UserError as it was raised; Spark's own errors
+    by their first line (data errors are the user's, anything else the machine's)."""
+    text = str(err)
+    found = USER_ERROR_LINE.search(text)
+    if found:
+        return UserError(found.group(1).strip())
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+    if hasattr(err, "getCondition") or hasattr(err, "getErrorClass"):  # Spark's own classified errors
+        return UserError(f"Spark refused the job: {shown(first)[1:-1]}")
+    return EnvironmentFault(f"Spark failed: {shown(first)[1:-1]}")
+
+
+def score(spark, scorer: Scorer, input_uri: str, output_uri: str, fmt: str = "auto",
+          batch_rows: int = environment.ARROW_BATCH_ROWS) -> None:
+    """Read, predict in every task, write Parquet: all or nothing."""
+    from pyspark import cloudpickle
+    import pyspark.sql.types as T
+    # The tasks run the driver's own copy of the package, shipped by value in the closure: the
+    # executors need numpy, pyarrow and onnxruntime, not this repository.
+    cloudpickle.register_pickle_by_value(pipeline)
+    fmt = input_format(input_uri, fmt)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
+    # Timestamps as Parquet's standard UTC microseconds, as most writers make them, so they read
+    # back as the type they were (Spark's default, INT96, reads back as nanoseconds without a zone).
+    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    try:
+        frame = read_input(spark, input_uri, fmt)
+        check_schema(frame.schema, scorer)
+        out_schema = T.StructType([*frame.schema.fields, T.StructField(scorer.prediction, T.FloatType(), True)])
+        frame.mapInArrow(scorer, out_schema).write.mode("errorifexists").options(**COMMITTER).parquet(output_uri)
+    except UserError:
+        remove_partial(output_uri)
+        raise
+    except BaseException as err:
+        remove_partial(output_uri)
+        if isinstance(err, Exception):
+            raise translated(err) from None
+        raise
+
+
+# ---- Command line -----------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = OneLineArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--input", required=True, help="Parquet or CSV file or folder (any URI Spark reads)")
+    p.add_argument("--output", required=True, help="new Parquet folder for the input columns plus the prediction")
+    p.add_argument("--model", choices=config.MODEL_VARIANTS, default=config.MODEL_VARIANTS[0])
+    p.add_argument("--artifacts", type=Path, default=config.artifacts_dir(),
+                   help="folder holding the ONNX models and manifest.json (default: $ARTIFACTS or ./artifacts)")
+    p.add_argument("--input-format", choices=("auto", *FORMATS), default="auto",
+                   help="auto: by the name (.csv, .parquet) or a local folder's files; else parquet")
+    p.add_argument("--prediction-column", default="prediction")
+    p.add_argument("--batch-rows", type=int, default=environment.ARROW_BATCH_ROWS,
+                   help="rows per Arrow batch in a task (bounds its memory)")
+    p.add_argument("--master", default="local[2]",
+                   help="Spark master of the session the job starts itself (not under spark-submit)")
+    p.add_argument("--spark-log-level", default="off",
+                   help="Spark's own logging in that session: off (default), error, warn, info")
+    args = p.parse_args(argv)
+    if args.batch_rows < 1:
+        p.error(f"--batch-rows must be at least 1, not {args.batch_rows}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    scorer = load_scorer(args.artifacts, args.model, args.prediction_column)
+    check_paths(args.input, args.output)
+    if environment.submitted():
+        from pyspark.sql import SparkSession
+        score(SparkSession.builder.getOrCreate(), scorer, args.input, args.output, args.input_format,
+              args.batch_rows)
+    else:
+        spark = environment.local_session(args.master, args.spark_log_level)
+        try:
+            score(spark, scorer, args.input, args.output, args.input_format, args.batch_rows)
+        finally:
+            spark.stop()
+    print(f"{PROG}: wrote {args.output} ({args.model} model; the input's columns plus {args.prediction_column!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)
