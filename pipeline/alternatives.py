@@ -2,12 +2,16 @@
 
     python -m pipeline.alternatives pandas  MODEL INPUT.csv OUTPUT.csv
     python -m pipeline.alternatives pyarrow MODEL INPUT.csv OUTPUT.csv
+    python -m pipeline.alternatives parquet MODEL INPUT_FOLDER OUTPUT.parquet
 
 - pandas: read_csv, onnxruntime, to_csv, the whole file at once;
-- pyarrow: open_csv streaming record batches, onnxruntime per batch, CSVWriter.
+- pyarrow: open_csv streaming record batches, onnxruntime per batch, CSVWriter;
+- parquet: the single-process alternative to the Spark job (`make bench-spark`): a pyarrow
+  dataset's record batches, onnxruntime per batch, every column plus the prediction to Parquet.
 
-Both use a default onnxruntime session, as a user's script would. Benchmark only: pandas and
-pyarrow come from requirements-bench.txt, never the runtime image; no stage imports this.
+Each uses a default onnxruntime session, as a user's script would. Benchmark only: pandas and
+pyarrow come from requirements-bench.txt or requirements-spark.txt, never the runtime image; no
+stage imports this.
 """
 from __future__ import annotations
 
@@ -44,7 +48,22 @@ def pyarrow_script(model: str, src: str, dst: str) -> None:
             writer.write_table(pa.table({"prediction": pred}, schema=schema))
 
 
-SCRIPTS = {"pandas": pandas_script, "pyarrow": pyarrow_script}
+def parquet_script(model: str, src: str, dst: str) -> None:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+    sess = session(model)
+    name = sess.get_inputs()[0].name
+    dataset = ds.dataset(src, format="parquet")
+    schema = dataset.schema.append(pa.field("prediction", pa.float32()))
+    with pq.ParquetWriter(dst, schema) as writer:
+        for batch in dataset.to_batches(batch_size=65_536):
+            X = np.column_stack([batch.column(f).to_numpy() for f in FEATURES]).astype(np.float32)
+            pred = sess.run(None, {name: X})[0].reshape(-1)
+            writer.write_batch(pa.RecordBatch.from_arrays([*batch.columns, pa.array(pred)], schema=schema))
+
+
+SCRIPTS = {"pandas": pandas_script, "pyarrow": pyarrow_script, "parquet": parquet_script}
 
 if __name__ == "__main__":
     which, *paths = sys.argv[1:]

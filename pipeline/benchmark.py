@@ -26,12 +26,17 @@ from pipeline import config
 from pipeline.errors import UserError, run_cli
 
 
-def write_rows_csv(path: Path | str, n_rows: int, block_rows: int = 1_000_000) -> None:
-    """n_rows of California-like rows: one formatted block, written as often as needed."""
+def house_block(n_rows: int) -> np.ndarray:
+    """(n_rows, 8) California-like rows with 4 decimals, the same for every benchmark."""
     rng = np.random.default_rng(0)
     scales = np.array([2, 12, 2, 0.4, 1100, 10, 2, 2])
     means = np.array([4, 28, 5, 1, 1400, 3, 35, -120])
-    block = np.abs(rng.normal(size=(min(block_rows, n_rows), 8)) * scales + means).round(4)
+    return np.abs(rng.normal(size=(n_rows, 8)) * scales + means).round(4)
+
+
+def write_rows_csv(path: Path | str, n_rows: int, block_rows: int = 1_000_000) -> None:
+    """n_rows of California-like rows: one formatted block, written as often as needed."""
+    block = house_block(min(block_rows, n_rows))
     text = "\n".join(",".join(row) for row in block.astype(str).tolist()) + "\n"
     with open(path, "w") as fh:
         fh.write(",".join(config.FEATURE_NAMES) + "\n")
