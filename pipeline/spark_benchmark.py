@@ -12,6 +12,8 @@ Each is a child process, timed whole. CPU seconds and peak memory cover its whol
 (the JVM and Spark's Python workers too): this process is a child subreaper, so the workers'
 CPU time is counted when they exit, and memory is the tree's summed RSS, sampled every 50 ms.
 From the Spark job's CPU per row, it works out on paper what 1 billion rows cost on a cluster.
+Last, inside one warm session, where Spark's time goes: reading and writing the Parquet with no
+Python at all, then with a mapInArrow that only adds a column, then the job's own scoring.
 """
 from __future__ import annotations
 
@@ -226,6 +228,51 @@ def print_cluster_estimate(best: dict[str, Run], n_rows: int, parquet_bytes: int
     return estimate
 
 
+def zeros_column(batches):
+    """A mapInArrow function that does no work: the Python round trip's own cost."""
+    import pyarrow as pa
+    for batch in batches:
+        yield pa.RecordBatch.from_arrays([*batch.columns, pa.array(np.zeros(batch.num_rows, np.float32))],
+                                         names=[*batch.schema.names, "prediction"])
+
+
+def warm_session_breakdown(artifacts: Path, n_rows: int, repeats: int) -> dict[str, float]:
+    """Wall seconds of three writes of the same rows in one local[2] session, best of ``repeats``."""
+    import pyspark.sql.types as T
+
+    from pipeline.spark import environment, job
+    scorer = job.load_scorer(artifacts, "uint8", "prediction")
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        write_rows_parquet(tmp / "rows", n_rows)
+        spark = environment.local_session("local[2]")
+        try:
+            frame = spark.read.parquet(str(tmp / "rows"))
+            schema = T.StructType([*frame.schema.fields, T.StructField("prediction", T.FloatType(), True)])
+            steps = {
+                "Spark reads and writes the Parquet, no Python": lambda out: frame.write.parquet(out),
+                "+ a mapInArrow that only adds a column of zeros":
+                    lambda out: frame.mapInArrow(zeros_column, schema).write.parquet(out),
+                "+ the job's scoring (validation, onnxruntime)":
+                    lambda out: job.score(spark, scorer, str(tmp / "rows"), out),
+            }
+            times: dict[str, list[float]] = {step: [] for step in steps}
+            for _ in range(repeats):
+                for step, write in steps.items():
+                    remove(tmp / "out")
+                    start = time.perf_counter()
+                    write(str(tmp / "out"))
+                    times[step].append(time.perf_counter() - start)
+        finally:
+            spark.stop()
+    best = {step: min(t) for step, t in times.items()}
+    print(f"\n| inside one warm local[2] session, {n_rows:,} rows | wall s (best of {repeats}) |")
+    print("|---|---:|")
+    for step, seconds in best.items():
+        print(f"| {step} | {seconds:.2f} |")
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline.spark_benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, default=config.artifacts_dir(), help="the models' folder")
@@ -233,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     result = bench(args.artifacts, args.rows, args.repeats)
+    result["warm_session"] = warm_session_breakdown(args.artifacts, args.rows, args.repeats)
     result["machine"] = {"machine": os.uname().machine, "cpus": os.cpu_count()}
     print(json.dumps(result))
     return 0

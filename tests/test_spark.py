@@ -7,11 +7,13 @@ Marked ``spark``: skipped with the reason where pyspark or Java is missing, neve
 """
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -199,7 +201,7 @@ def test_spark_itself_commits_no_file_when_a_task_fails(spark, built, tmp_path, 
     X = house_rows(100_000, seed=6)
     X[99_999, 0] = np.nan  # in the last file, which the last task reads
     src = write_parts(tmp_path / "homes", X, parts=8)
-    monkeypatch.setattr(job, "remove_partial", lambda _uri: None)
+    monkeypatch.setattr(job, "remove_output", lambda *_args, **_kw: None)
     # One task per file (opening a file "costs" more than a partition holds), two at a time.
     previous = spark.conf.get("spark.sql.files.openCostInBytes")
     spark.conf.set("spark.sql.files.openCostInBytes", str(1 << 30))
@@ -249,6 +251,40 @@ def test_a_feature_column_that_is_not_a_number_is_refused_by_type(spark, built, 
         run_job(spark, built, src, tmp_path / "preds")
 
 
+def test_the_scorer_carries_the_package_by_value_to_a_python_without_it(built, tmp_path):
+    """What a task on a cluster gets: the pickled closure, in a Python whose path has no
+    `pipeline` (an executor has numpy, pyarrow and onnxruntime, not this repository)."""
+    from pyspark import cloudpickle
+    import pipeline
+    scorer = job.load_scorer(built, "uint8", "prediction")
+    cloudpickle.register_pickle_by_value(pipeline)
+    (tmp_path / "scorer.pkl").write_bytes(cloudpickle.dumps(scorer))
+    X = house_rows(1_000, seed=9)
+    pq.write_table(pa.table({"id": np.arange(len(X)), **{f: X[:, j] for j, f in enumerate(FEATURES)}}),
+                   tmp_path / "rows.parquet")
+    task = (
+        "import sys, pickle, pyarrow.parquet as pq\n"
+        "try:\n    import pipeline\nexcept ImportError:\n    pass\n"
+        "else:\n    sys.exit('pipeline is importable here; the test would prove nothing')\n"
+        "scorer = pickle.loads(open('scorer.pkl', 'rb').read())\n"
+        "batches = pq.read_table('rows.parquet').to_batches(max_chunksize=300)\n"
+        "out = [b.column('prediction').to_numpy() for b in scorer(iter(batches))]\n"
+        "import numpy; numpy.save('pred.npy', numpy.concatenate(out))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", task], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    expected = onnxruntime_predictions(built / config.ONNX_NAMES["uint8"], X.astype(np.float32))
+    np.testing.assert_array_equal(np.load(tmp_path / "pred.npy"), expected)
+
+
+def test_a_task_refuses_model_bytes_that_changed_in_transit(built):
+    scorer = job.load_scorer(built, "uint8", "prediction")
+    damaged = dataclasses.replace(scorer, model_bytes=scorer.model_bytes[:-1] + b"\0")
+    with pytest.raises(UserError, match="different sha256 than the driver checked"):
+        next(damaged(iter([])))
+
+
 # ---- The command line, as users run it ------------------------------------------------------------
 def without_java() -> dict[str, str]:
     """An environment in which no Java can be found: any attempt to start Spark fails."""
@@ -280,6 +316,29 @@ def test_without_java_the_job_says_what_to_install(built, tmp_path):
                         "--artifacts", str(built), env=without_java())
     assert result.returncode == 1
     assert "openjdk-17-jre-headless" in one_line(result.stderr)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM"])
+def test_a_signal_while_tasks_write_cancels_the_job_and_leaves_no_output(built, tmp_path, signal_name):
+    """The job is cancelled and has ended before its output is removed: removing it while tasks
+    still commit would leave a partial output that Spark then marks complete."""
+    import signal
+    src = write_parts(tmp_path / "homes", np.tile(house_rows(100_000, seed=10), (20, 1)), parts=4)
+    out = tmp_path / "preds"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.spark.job", "--artifacts", str(built), "--input",
+                             str(src), "--output", str(out)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "_temporary").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the job ended before it was writing"
+        proc.send_signal(getattr(signal, signal_name))
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + getattr(signal, signal_name)
+    assert one_line(stderr) == f"score-spark: interrupted ({signal_name})"
+    assert not out.exists()
 
 
 def test_make_score_spark_scores_a_users_parquet_file(built, tmp_path):

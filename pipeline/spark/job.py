@@ -18,6 +18,7 @@ import argparse
 import re
 import shutil
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,7 +27,14 @@ if not __package__:  # run as a file (spark-submit pipeline/spark/job.py): the p
 
 import pipeline  # noqa: E402
 from pipeline import config  # noqa: E402
-from pipeline.errors import EnvironmentFault, OneLineArgumentParser, UserError, run_cli, shown  # noqa: E402
+from pipeline.errors import (  # noqa: E402
+    EnvironmentFault,
+    OneLineArgumentParser,
+    UserError,
+    install_signal_handlers,
+    run_cli,
+    shown,
+)
 from pipeline.runtime import integrity  # noqa: E402
 from pipeline.runtime.model import Predictor, model_path  # noqa: E402
 from pipeline.spark import environment  # noqa: E402
@@ -101,11 +109,12 @@ def check_paths(input_uri: str, output_uri: str) -> None:
         raise UserError(f"--output {shown(output_uri)}: {shown(str(dst.parent))} is not a folder")
 
 
-def remove_partial(output_uri: str) -> None:
-    """After a failed job, the folder Spark made for the output (empty, or holding only its
-    temporary files): checked absent before the job, so nothing in it is the user's."""
+def remove_output(output_uri: str, keep_committed: bool = False) -> None:
+    """Remove the folder this run's job made for its output, once the job has ended: it was
+    checked absent before the job, so nothing in it is the user's. ``keep_committed`` keeps an
+    output that Spark committed (marked _SUCCESS)."""
     dst = local_path(output_uri)
-    if dst is not None and dst.is_dir() and not (dst / "_SUCCESS").exists():
+    if dst is not None and dst.is_dir() and not (keep_committed and (dst / "_SUCCESS").exists()):
         shutil.rmtree(dst, ignore_errors=True)
 
 
@@ -134,8 +143,9 @@ def check_schema(schema, scorer: Scorer) -> None:
         if field.name in scorer.features and not (isinstance(field.dataType, T.StringType)
                                                  or is_feature_type(to_arrow_type(field.dataType))):
             raise UserError(f"column {field.name!r} is {field.dataType.simpleString()}; features must be numbers")
-    if scorer.prediction in names:
-        raise UserError(f"the input already has a column {scorer.prediction!r}; pass --prediction-column NAME")
+    taken = [n for n in names if n.lower() == scorer.prediction.lower()]  # Spark's names ignore case
+    if taken:
+        raise UserError(f"the input already has a column {taken[0]!r}; pass --prediction-column NAME")
 
 
 def translated(err: Exception) -> UserError:
@@ -146,7 +156,8 @@ def translated(err: Exception) -> UserError:
     if found:
         return UserError(found.group(1).strip())
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
-    if hasattr(err, "getCondition") or hasattr(err, "getErrorClass"):  # Spark's own classified errors
+    condition = err.getCondition() if hasattr(err, "getCondition") else None
+    if condition:  # Spark's own classified errors: a path, a schema, a malformed record
         return UserError(f"Spark refused the job: {shown(first)[1:-1]}")
     return EnvironmentFault(f"Spark failed: {shown(first)[1:-1]}")
 
@@ -154,8 +165,8 @@ def translated(err: Exception) -> UserError:
 def score(spark, scorer: Scorer, input_uri: str, output_uri: str, fmt: str = "auto",
           batch_rows: int = environment.ARROW_BATCH_ROWS) -> None:
     """Read, predict in every task, write Parquet: all or nothing."""
-    from pyspark import cloudpickle
     import pyspark.sql.types as T
+    from pyspark import cloudpickle
     # The tasks run the driver's own copy of the package, shipped by value in the closure: the
     # executors need numpy, pyarrow and onnxruntime, not this repository.
     cloudpickle.register_pickle_by_value(pipeline)
@@ -168,15 +179,51 @@ def score(spark, scorer: Scorer, input_uri: str, output_uri: str, fmt: str = "au
         frame = read_input(spark, input_uri, fmt)
         check_schema(frame.schema, scorer)
         out_schema = T.StructType([*frame.schema.fields, T.StructField(scorer.prediction, T.FloatType(), True)])
-        frame.mapInArrow(scorer, out_schema).write.mode("errorifexists").options(**COMMITTER).parquet(output_uri)
+        writer = frame.mapInArrow(scorer, out_schema).write.mode("errorifexists").options(**COMMITTER)
     except UserError:
-        remove_partial(output_uri)
         raise
-    except BaseException as err:
-        remove_partial(output_uri)
-        if isinstance(err, Exception):
-            raise translated(err) from None
+    except Exception as err:
+        raise translated(err) from None
+    write_all_or_nothing(spark, lambda: writer.parquet(output_uri), output_uri)
+
+
+def write_all_or_nothing(spark, write, output_uri: str) -> None:
+    """Run the job's write in a thread, so that a signal reaches this one while Spark works. The
+    job is then cancelled, and has ended, before its output is removed: removing it while tasks
+    still commit would leave a partial output that Spark then marks complete."""
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            write()
+        except BaseException as err:  # handed to the main thread
+            outcome.append(err)
+
+    worker = threading.Thread(target=run, name="score-spark-write", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except BaseException:  # Interrupted, KeyboardInterrupt: nothing may remain of this run
+        cancel_jobs(spark)
+        worker.join()
+        remove_output(output_uri)
         raise
+    if outcome:
+        remove_output(output_uri, keep_committed=True)
+        if isinstance(outcome[0], UserError):
+            raise outcome[0]
+        raise translated(outcome[0]) from None
+
+
+def cancel_jobs(spark) -> None:
+    try:
+        if hasattr(spark, "interruptAll"):  # Spark Connect and Spark 3.5+ classic sessions
+            spark.interruptAll()
+        else:
+            spark.sparkContext.cancelAllJobs()
+    except Exception:  # the session may be going down already; the join below still waits
+        pass
 
 
 # ---- Command line -----------------------------------------------------------------------------
@@ -212,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
               args.batch_rows)
     else:
         spark = environment.local_session(args.master, args.spark_log_level)
+        # pyspark's own SIGINT handler cancels from inside the signal (a reentrant Py4J call that
+        # prints tracebacks); ours unwinds to write_all_or_nothing, which cancels and cleans up.
+        install_signal_handlers()
         try:
             score(spark, scorer, args.input, args.output, args.input_format, args.batch_rows)
         finally:
