@@ -79,12 +79,13 @@ def test_each_stage_depends_on_exactly_the_modules_it_imports(tmp_path, variable
 
 
 def test_no_stage_reads_its_paths_from_the_environment():
-    """Stages take their paths as arguments; only the runtime (its CLI and server) and the
-    benchmarks default to $ARTIFACTS, because users run them by hand."""
+    """Stages take their paths as arguments; only the runtime (its CLI and server), the Spark job
+    and the benchmarks default to $ARTIFACTS, because users run them by hand."""
     readers = {p.relative_to(REPO).as_posix() for p in (REPO / "pipeline").rglob("*.py")
                if "artifacts_dir()" in p.read_text()}
     assert readers <= {"pipeline/config.py", "pipeline/runtime/cli.py", "pipeline/runtime/server.py",
-                       "pipeline/benchmark.py", "pipeline/serve_benchmark.py"}
+                       "pipeline/spark/job.py", "pipeline/benchmark.py", "pipeline/serve_benchmark.py",
+                       "pipeline/spark_benchmark.py"}
 
 
 def test_the_recipes_pass_every_path_as_an_argument(tmp_path):
