@@ -151,6 +151,58 @@ def test_a_csv_folder_is_scored_like_the_same_rows_in_parquet(spark, built, tmp_
     np.testing.assert_array_equal(out["prediction"].to_numpy(), expected)
 
 
+def test_csv_files_with_other_column_orders_are_refused_not_misread(spark, built, tmp_path):
+    """Spark applies one file's header to every file by position unless told to check them."""
+    X = np.round(house_rows(200, seed=12), 4)
+    folder = tmp_path / "homes_csv"
+    folder.mkdir()
+    for k, (rows, order) in enumerate([(np.arange(100), FEATURES), (np.arange(100, 200), FEATURES[::-1])]):
+        columns = {"id": pa.array(rows)} | {f: pa.array(X[rows, FEATURES.index(f)]) for f in order}
+        pacsv.write_csv(pa.table(columns), folder / f"part-{k}.csv")
+    with pytest.raises(UserError, match="CSV header does not conform to the schema") as err:
+        run_job(spark, built, folder, tmp_path / "preds")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "preds").exists()
+
+
+def test_csv_names_and_fields_are_trimmed_as_the_cli_trims_them(spark, built, tmp_path):
+    X = np.round(house_rows(50, seed=13), 3)
+    lines = [", ".join(["id", *FEATURES])] + [", ".join([str(i), *map(str, row)]) for i, row in enumerate(X)]
+    (tmp_path / "homes.csv").write_text("\n".join(lines) + "\n")
+    run_job(spark, built, tmp_path / "homes.csv", tmp_path / "preds")
+    out = pq.read_table(tmp_path / "preds")
+    out = out.take(np.argsort(np.array(out["id"].to_pylist(), dtype=np.int64)))
+    # The CLI takes exactly the 8 features: the same lines without the id.
+    (tmp_path / "cli.csv").write_text("\n".join(line.split(", ", 1)[1] for line in lines) + "\n")
+    cli = run_module("pipeline.runtime", "--artifacts", str(built), "--input", str(tmp_path / "cli.csv"))
+    assert cli.returncode == 0, cli.stderr
+    from_cli = np.array(cli.stdout.decode().split()[1:], dtype=np.float32)
+    np.testing.assert_array_equal(out["prediction"].to_numpy(), from_cli)
+
+
+def test_parquet_files_with_different_columns_carry_every_column(spark, built, tmp_path):
+    X = house_rows(200, seed=14)
+    src = write_parts(tmp_path / "homes", X, parts=2)
+    first = pq.read_table(src / "part-0.parquet")
+    pq.write_table(first.append_column("listing", pa.array([f"L{i}" for i in range(len(first))])),
+                   src / "part-0.parquet")
+    run_job(spark, built, src, tmp_path / "preds")
+    out = scored(tmp_path / "preds")
+    assert out["listing"].to_pylist() == [f"L{i}" for i in range(100)] + [None] * 100
+
+
+@pytest.mark.parametrize("name,content,words", [
+    ("ragged.csv", "id,{features}\n1,1,2,3,4,5,6,7,8\n2,1,2,3\n", "MALFORMED_CSV_RECORD"),
+    ("homes.parquet", "id,{features}\n1,1,2,3,4,5,6,7,8\n", "is not a Parquet file"),
+])
+def test_an_unreadable_input_is_one_line_naming_spark_s_reason(spark, built, tmp_path, name, content, words):
+    (tmp_path / name).write_text(content.format(features=",".join(FEATURES)))
+    with pytest.raises(UserError, match=words) as err:
+        run_job(spark, built, tmp_path / name, tmp_path / "preds")
+    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+    assert not (tmp_path / "preds").exists()
+
+
 # ---- All or nothing ---------------------------------------------------------------------------------
 BAD_VALUES = {
     "nan": (float("nan"), "nan is not a finite number"),
@@ -201,7 +253,7 @@ def test_spark_itself_commits_no_file_when_a_task_fails(spark, built, tmp_path, 
     X = house_rows(100_000, seed=6)
     X[99_999, 0] = np.nan  # in the last file, which the last task reads
     src = write_parts(tmp_path / "homes", X, parts=8)
-    monkeypatch.setattr(job, "remove_output", lambda *_args, **_kw: None)
+    monkeypatch.setattr(job.OutputClaim, "remove", lambda *_args, **_kw: None)
     # One task per file (opening a file "costs" more than a partition holds), two at a time.
     previous = spark.conf.get("spark.sql.files.openCostInBytes")
     spark.conf.set("spark.sql.files.openCostInBytes", str(1 << 30))
@@ -222,6 +274,29 @@ def test_an_existing_output_is_refused_and_left_as_it_was(spark, built, tmp_path
     with pytest.raises(UserError, match="already exists"):
         run_job(spark, built, src, old)
     assert (old / "keep.txt").read_text() == "the user's" and len(list(old.iterdir())) == 1
+
+
+def test_an_output_made_by_someone_else_after_the_check_is_left_alone(spark, built, tmp_path, monkeypatch):
+    """Spark refuses a path that appeared after the job's own check (another run, another user);
+    the job must not take that folder for its own and remove it."""
+    src = write_parts(tmp_path / "homes", house_rows(100), parts=1)
+    theirs = tmp_path / "preds"
+    theirs.mkdir()
+    (theirs / "keep.txt").write_text("someone else's")
+    monkeypatch.setattr(job, "check_paths", lambda *_args: None)  # as if it was made just after the check
+    with pytest.raises(UserError, match="already exists"):
+        job.score(spark, job.load_scorer(built, "uint8", "prediction"), str(src), str(theirs))
+    assert (theirs / "keep.txt").read_text() == "someone else's"
+
+
+def test_a_failed_job_removes_the_parent_folders_it_made_and_nothing_more(spark, built, tmp_path):
+    X = house_rows(1_000, seed=11)
+    X[10, 2] = np.nan
+    src = write_parts(tmp_path / "homes", X, parts=1)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UserError, match="column 'AveRooms'"):
+        run_job(spark, built, src, tmp_path / "out" / "new" / "deeper" / "preds")
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.parametrize("output", ["homes", "homes/preds", "."])

@@ -13,8 +13,9 @@ from pipeline.runtime.files import sha256_file
 MAX_MANIFEST_BYTES = 1 << 20
 
 
-def manifest_entry(manifest_path: Path, name: str) -> dict:
-    """The manifest's {"sha256": str, "size": int} for ``name``; any other shape is refused."""
+def manifest_entry(manifest_path: Path, name: str, can_skip: bool = True) -> dict:
+    """The manifest's {"sha256": str, "size": int} for ``name``; any other shape is refused.
+    ``can_skip``: the caller offers --no-verify-manifest, so a missing manifest mentions it."""
     invalid = UserError(f"manifest {shown(str(manifest_path))} is not a valid manifest; rebuild with `make all`")
     try:
         with open(manifest_path, "rb") as fh:
@@ -23,8 +24,8 @@ def manifest_entry(manifest_path: Path, name: str) -> dict:
             raise invalid
         doc = json.loads(data.decode("utf-8"))
     except FileNotFoundError:
-        raise UserError(f"manifest {shown(str(manifest_path))} not found; rebuild with `make all`, "
-                        "or pass --no-verify-manifest to skip the check") from None
+        skip = ", or pass --no-verify-manifest to skip the check" if can_skip else ""
+        raise UserError(f"manifest {shown(str(manifest_path))} not found; rebuild with `make all`{skip}") from None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise invalid from None
     except OSError as err:
@@ -55,8 +56,8 @@ def check_file(manifest_path: Path, path: Path) -> None:
 
 def read_checked(manifest_path: Path, path: Path) -> bytes:
     """The file's bytes, read once and checked against the manifest: what is checked is exactly
-    what is used (the Spark job ships these bytes to its tasks)."""
-    entry = manifest_entry(manifest_path, path.name)
+    what is used (the Spark job ships these bytes to its tasks, and has no way to skip the check)."""
+    entry = manifest_entry(manifest_path, path.name, can_skip=False)
     try:
         with open(path, "rb") as fh:
             data = fh.read(entry["size"] + 1)
