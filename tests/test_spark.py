@@ -302,7 +302,7 @@ def test_a_failed_job_removes_the_parent_folders_it_made_and_nothing_more(spark,
 @pytest.mark.parametrize("output", ["homes", "homes/preds", "."])
 def test_an_output_overlapping_the_input_is_refused(tmp_path, output):
     (tmp_path / "homes").mkdir()
-    with pytest.raises(UserError, match="overlaps the input"):
+    with pytest.raises(UserError, match="overlaps the input|is the input"):
         job.check_paths(str(tmp_path / "homes"), str(tmp_path / output))
 
 

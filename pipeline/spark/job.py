@@ -114,6 +114,14 @@ def check_paths(input_uri: str, output_uri: str, default_fs_local: bool = True) 
     src, dst = local_path(input_uri, default_fs_local), local_path(output_uri, default_fs_local)
     if input_uri.rstrip("/") == output_uri.rstrip("/"):
         raise UserError(f"--output {shown(output_uri)} is the input; choose a new path")
+    if src is not None and not GLOB_CHARS & set(input_uri):  # Spark resolves remote paths and patterns
+        if not src.exists():
+            raise UserError(f"--input {shown(input_uri)} not found")
+        if dst is not None:
+            src_real, dst_real = src.resolve(), dst.resolve()
+            if dst_real == src_real or src_real in dst_real.parents or dst_real in src_real.parents:
+                raise UserError(f"--output {shown(output_uri)} overlaps the input {shown(input_uri)}; "
+                                "write the predictions somewhere else")
     if dst is not None:
         if dst.exists() or dst.is_symlink():
             raise UserError(f"--output {shown(output_uri)} already exists; the job writes a new folder, all or "
@@ -121,15 +129,6 @@ def check_paths(input_uri: str, output_uri: str, default_fs_local: bool = True) 
         blocking = next((a for a in dst.parents if a.exists() or a.is_symlink()), None)
         if blocking is not None and not blocking.is_dir():
             raise UserError(f"--output {shown(output_uri)}: {shown(str(blocking))} is not a folder")
-    if src is None or GLOB_CHARS & set(input_uri):  # Spark resolves remote paths and patterns itself
-        return
-    if not src.exists():
-        raise UserError(f"--input {shown(input_uri)} not found")
-    if dst is not None:
-        src_real, dst_real = src.resolve(), dst.resolve()
-        if dst_real == src_real or src_real in dst_real.parents or dst_real in src_real.parents:
-            raise UserError(f"--output {shown(output_uri)} overlaps the input {shown(input_uri)}; "
-                            "write the predictions somewhere else")
 
 
 @dataclass(frozen=True)
