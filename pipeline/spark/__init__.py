@@ -4,9 +4,12 @@
     spark-submit pipeline/spark/job.py --input s3a://bucket/homes/ --output s3a://bucket/preds/
 
 One module per job:
-- ``job``: the command line and the driver: model check, paths, read, score, all-or-nothing write;
+- ``job``: the command line and the driver: model check, read, score, all-or-nothing write;
 - ``score``: what each task runs (Arrow batches in, the same batches plus a prediction out),
   validating with the runtime's own core (``pipeline.runtime.validate``);
+- ``paths``: local or not, the input's format, the checks that keep the user's files safe, and
+  the claim that lets a failed job remove exactly what it made;
+- ``failures``: a failed Spark job as one line and an exit code;
 - ``environment``: Java and pyspark checks, and the local session's settings.
 
 pyspark is optional (requirements-spark.txt, `make spark-env`): nothing else imports this

@@ -15,14 +15,10 @@ or Spark Connect it uses the platform's.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 if not __package__:  # run as a file (spark-submit pipeline/spark/job.py): the package is two folders up
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -30,30 +26,24 @@ if not __package__:  # run as a file (spark-submit pipeline/spark/job.py): the p
 import pipeline  # noqa: E402
 from pipeline import config  # noqa: E402
 from pipeline.errors import (  # noqa: E402
-    EnvironmentFault,
     OneLineArgumentParser,
     UserError,
     install_signal_handlers,
     run_cli,
-    shown,
 )
 from pipeline.runtime import integrity  # noqa: E402
-from pipeline.runtime.files import nearest_existing_folder  # noqa: E402
 from pipeline.runtime.model import Predictor, model_path  # noqa: E402
 from pipeline.spark import environment  # noqa: E402
+from pipeline.spark.failures import condition_of, translated  # noqa: E402
+from pipeline.spark.paths import FORMATS, OutputClaim, check_paths, default_fs_is_local, input_format  # noqa: E402
 from pipeline.spark.score import Scorer, is_feature_type  # noqa: E402
 
 PROG = "score-spark"
 LOG_LEVELS = ("off", "fatal", "error", "warn", "info", "debug", "trace", "all")
 MAX_BATCH_ROWS = 2**31 - 1  # Spark's setting is a Java int
-FORMATS = ("parquet", "csv")
-CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2")
 # Spark's committer, algorithm 1: tasks commit into the job's temporary folder and only the job's
 # commit moves their files into place, so a failed job leaves no data file in the output.
 COMMITTER = {"mapreduce.fileoutputcommitter.algorithm.version": "1"}
-USER_ERROR_LINE = re.compile(r"pipeline\.errors\.UserError: (.+)")
-# The files a Parquet write of Spark's makes in its output folder (and their checksums).
-SPARK_OUTPUT_FILE = re.compile(r"^\.?(part-\d{5}-[0-9a-f-]{36}.*|_SUCCESS)(\.crc)?$")
 
 
 # ---- The model ---------------------------------------------------------------------------
@@ -63,111 +53,6 @@ def load_scorer(artifacts: Path, variant: str, prediction: str) -> Scorer:
     data = integrity.read_checked(artifacts / config.MANIFEST_NAME, path)
     predictor = Predictor(path, data)  # refuses a model that does not take [N, 8], before Spark starts
     return Scorer(data, integrity.sha256_bytes(data), path.name, predictor.feature_names, prediction)
-
-
-# ---- Paths --------------------------------------------------------------------------------
-def local_path(uri: str, default_fs_local: bool = True) -> Path | None:
-    """The file-system path of a local URI, None for any other scheme. A plain path is local
-    only where the default file system is (on many clusters it is HDFS)."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(parsed.path)
-    if parsed.scheme or not default_fs_local:  # s3a://, gs://, abfss://, hdfs://, or a path on HDFS
-        return None
-    return Path(uri)
-
-
-def default_fs_is_local(spark) -> bool:
-    """Whether Spark resolves a plain path on this machine's file system (its fs.defaultFS)."""
-    try:
-        default_fs = spark.sparkContext._jsc.hadoopConfiguration().get("fs.defaultFS") or "file:///"
-    except Exception:  # Spark Connect has no SparkContext: assume the cluster's own file system
-        return False
-    return default_fs.startswith("file:")
-
-
-def input_format(uri: str, given: str) -> str:
-    """parquet or csv: as given, else by the name's suffix, else by a local folder's files."""
-    if given != "auto":
-        return given
-    name = uri.rstrip("/").lower()
-    if name.endswith(CSV_SUFFIXES):
-        return "csv"
-    if name.endswith(".parquet"):
-        return "parquet"
-    path = local_path(uri)
-    if path is not None and path.is_dir():
-        names = [p.name.lower() for p in path.rglob("*") if p.is_file() and not p.name.startswith(("_", "."))]
-        if names and all(n.endswith(CSV_SUFFIXES) for n in names):
-            return "csv"
-        if names and not all(n.endswith(".parquet") for n in names):
-            raise UserError(f"cannot tell whether {shown(uri)} holds Parquet or CSV; pass --input-format")
-    return "parquet"
-
-
-GLOB_CHARS = set("*?[{")
-
-
-def check_paths(input_uri: str, output_uri: str, default_fs_local: bool = True) -> None:
-    """Refuse, before Spark starts, an output that would destroy or feed on the input, or that
-    exists already (Spark's committer needs a fresh path to be all or nothing)."""
-    src, dst = local_path(input_uri, default_fs_local), local_path(output_uri, default_fs_local)
-    if input_uri.rstrip("/") == output_uri.rstrip("/"):
-        raise UserError(f"--output {shown(output_uri)} is the input; choose a new path")
-    if src is not None and not GLOB_CHARS & set(input_uri):  # Spark resolves remote paths and patterns
-        if not src.exists():
-            raise UserError(f"--input {shown(input_uri)} not found")
-        if dst is not None:
-            src_real, dst_real = src.resolve(), dst.resolve()
-            if dst_real == src_real or src_real in dst_real.parents or dst_real in src_real.parents:
-                raise UserError(f"--output {shown(output_uri)} overlaps the input {shown(input_uri)}; "
-                                "write the predictions somewhere else")
-    if dst is not None:
-        if dst.exists() or dst.is_symlink():
-            raise UserError(f"--output {shown(output_uri)} already exists; the job writes a new folder, all or "
-                            "nothing: choose a new path, or remove the old one yourself")
-        blocking = next((a for a in dst.parents if a.exists() or a.is_symlink()), None)
-        if blocking is not None and not blocking.is_dir():
-            raise UserError(f"--output {shown(output_uri)}: {shown(str(blocking))} is not a folder")
-
-
-@dataclass(frozen=True)
-class OutputClaim:
-    """What existed of a local output path before the job: enough to remove exactly what the job
-    made, and nothing else. ``folder`` is None for remote outputs (nothing is removed there)."""
-    folder: Path | None
-    existed: bool
-    top_existing: Path | None   # the nearest ancestor that existed before the job
-
-    @classmethod
-    def before_job(cls, output_uri: str, default_fs_local: bool = True) -> OutputClaim:
-        dst = local_path(output_uri, default_fs_local)
-        if dst is None:
-            return cls(None, False, None)
-        dst = Path(os.path.abspath(dst))
-        return cls(dst, dst.exists() or dst.is_symlink(), nearest_existing_folder(dst))
-
-    def remove(self, keep_committed: bool = False) -> None:
-        """Remove what Spark made for this job's output, once the job has ended: its temporary
-        folder, its part files and marker, the folder and the parents it created, if then
-        empty. Nothing else is touched, and nothing at all if the path existed before the job.
-        ``keep_committed`` keeps an output that Spark committed (marked _SUCCESS)."""
-        dst = self.folder
-        if dst is None or self.existed or not dst.is_dir() or dst.is_symlink():
-            return
-        if keep_committed and (dst / "_SUCCESS").exists():
-            return
-        shutil.rmtree(dst / "_temporary", ignore_errors=True)
-        for entry in dst.iterdir():
-            if SPARK_OUTPUT_FILE.match(entry.name) and entry.is_file():
-                entry.unlink(missing_ok=True)
-        for folder in [dst, *dst.parents]:
-            if folder == self.top_existing:
-                break
-            try:
-                folder.rmdir()  # only if empty
-            except OSError:
-                break
 
 
 # ---- Spark ----------------------------------------------------------------------------------
@@ -208,61 +93,6 @@ def check_schema(schema, scorer: Scorer) -> None:
     taken = [n for n in names if n.lower() == scorer.prediction.lower()]  # Spark's names ignore case
     if taken:
         raise UserError(f"the input already has a column {taken[0]!r}; pass --prediction-column NAME")
-
-
-def java_causes(err: Exception) -> list[tuple[str | None, str, str]]:
-    """(condition, Java class, message) of a Py4J error's Java exception and each of its causes,
-    outermost first; empty for other errors."""
-    causes, java = [], getattr(err, "java_exception", None)
-    while java is not None and len(causes) < 20:
-        try:
-            condition = java.getCondition() if hasattr(java, "getCondition") else None
-        except Exception:  # not a SparkThrowable
-            condition = None
-        causes.append((condition, java.getClass().getName(), str(java.getMessage() or "")))
-        java = java.getCause()
-    return causes
-
-
-def first_line(text: str, default: str) -> str:
-    return shown(next((line.strip() for line in text.splitlines() if line.strip()), default))[1:-1]
-
-
-def condition_of(err: Exception) -> str | None:
-    """Spark's error condition for ``err``: pyspark's own, else the deepest in its Java causes."""
-    condition = err.getCondition() if hasattr(err, "getCondition") else None
-    if condition:
-        return condition
-    return next((c for c, _, _ in reversed(java_causes(err)) if c), None)
-
-
-def translated(err: Exception) -> UserError:
-    """A failed Spark job as one line: a task's UserError as it was raised; Spark's classified
-    errors (a path, a schema, a malformed record, a file that is not Parquet) as the user's, by
-    their most specific condition and the root cause; anything else, such as a full disk, as the
-    machine's, by its root cause."""
-    text = str(err)
-    found = USER_ERROR_LINE.search(text)
-    if found:
-        return UserError(found.group(1).strip())
-    condition = condition_of(err)
-    if condition == "PATH_ALREADY_EXISTS":
-        return UserError("the output path already exists (made after the job checked it); the job writes a "
-                         "new folder, all or nothing: choose a new path, or remove the old one yourself")
-    causes = java_causes(err)
-    if causes:
-        classified = [(c, m) for c, _, m in causes if c]
-        root_class, root = causes[-1][1], causes[-1][2]
-        detail = first_line(classified[-1][1], condition) if classified else ""
-        if root and not causes[-1][0]:
-            detail = f"{detail}: {first_line(root, root_class)}" if detail else first_line(root, root_class)
-        if classified and not root_class.startswith("java.io."):
-            hint = "; if the input is CSV, pass --input-format csv" if "FILE_FOOTER" in condition else ""
-            return UserError(f"Spark refused the job: {detail}{hint}")
-        return EnvironmentFault(f"Spark failed: {detail or first_line(text, type(err).__name__)}")
-    if condition:
-        return UserError(f"Spark refused the job: {first_line(text, condition)}")
-    return EnvironmentFault(f"Spark failed: {first_line(text, type(err).__name__)}")
 
 
 def score(spark, scorer: Scorer, input_uri: str, output_uri: str, fmt: str = "auto",
