@@ -433,6 +433,27 @@ def test_make_score_spark_without_input_is_one_line(built, tmp_path):
     assert result.returncode == 2 and "INPUT=" in one_line(result.stderr)
 
 
+def test_the_job_runs_unchanged_on_spark_connect(built, tmp_path):
+    """Spark Connect (Databricks serverless, shared clusters) has no SparkFiles and no broadcast:
+    the model and the code reach the tasks in the closure. A local Connect server stands in."""
+    X = house_rows(30_000, seed=15)
+    src = write_parts(tmp_path / "homes", X, parts=3)
+    env = {"SPARK_REMOTE": "local[2]", "PYSPARK_PYTHON": sys.executable, "ARTIFACTS": str(built)}
+    good = run_module("pipeline.spark.job", "--input", str(src), "--output", str(tmp_path / "preds"), env=env)
+    assert good.returncode == 0, good.stderr.decode()[-2000:]
+    expected = onnxruntime_predictions(built / config.ONNX_NAMES["uint8"], X.astype(np.float32))
+    np.testing.assert_array_equal(scored(tmp_path / "preds")["prediction"].to_numpy(), expected)
+
+    X[20_000, 6] = np.nan
+    shutil.rmtree(src)
+    write_parts(src, X, parts=3)
+    bad = run_module("pipeline.spark.job", "--input", str(src), "--output", str(tmp_path / "bad"), env=env)
+    assert bad.returncode == 2
+    ours = [line for line in bad.stderr.decode().splitlines() if line.startswith("score-spark: ")]
+    assert len(ours) == 1 and "'id': 20000" in ours[0] and "column 'Latitude': nan is not a finite" in ours[0]
+    assert committed_files(tmp_path / "bad") == []  # the server's folder: no data file, no _SUCCESS
+
+
 def test_spark_submit_runs_the_job_file_from_any_folder_without_the_repository_on_the_path(built, tmp_path):
     """As on a cluster: spark-submit runs the file; the tasks get the package in the closure."""
     X = house_rows(20_000, seed=8)

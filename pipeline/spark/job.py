@@ -114,7 +114,7 @@ def score(spark, scorer: Scorer, input_uri: str, output_uri: str, fmt: str = "au
         frame = read_input(spark, input_uri, fmt)
         check_schema(frame.schema, scorer)
         out_schema = T.StructType([*frame.schema.fields, T.StructField(scorer.prediction, T.FloatType(), True)])
-        writer = frame.mapInArrow(scorer, out_schema).write.mode("errorifexists").options(**COMMITTER)
+        writer = frame.mapInArrow(scorer, out_schema).write.mode("error").options(**COMMITTER)
     except UserError:
         raise
     except Exception as err:
