@@ -159,10 +159,23 @@ def test_csv_files_with_other_column_orders_are_refused_not_misread(spark, built
     for k, (rows, order) in enumerate([(np.arange(100), FEATURES), (np.arange(100, 200), FEATURES[::-1])]):
         columns = {"id": pa.array(rows)} | {f: pa.array(X[rows, FEATURES.index(f)]) for f in order}
         pacsv.write_csv(pa.table(columns), folder / f"part-{k}.csv")
-    with pytest.raises(UserError, match="CSV header does not conform to the schema") as err:
+    with pytest.raises(UserError, match=r"part-1.csv' has 'Longitude' as column 2 of its header where .*part-0.csv' "
+                                         r"has 'MedInc'; every file needs the same header") as err:
         run_job(spark, built, folder, tmp_path / "preds")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "preds").exists()
+
+
+def test_csv_headers_spark_renames_are_accepted_as_pandas_writes_them(spark, built, tmp_path):
+    """pandas' default to_csv has an empty first name (its index): Spark names it _c0."""
+    X = np.round(house_rows(300, seed=16), 4)
+    lines = [",".join(["", *FEATURES])] + [",".join([str(i), *map(str, row)]) for i, row in enumerate(X)]
+    (tmp_path / "homes.csv").write_text("\n".join(lines) + "\n")
+    run_job(spark, built, tmp_path / "homes.csv", tmp_path / "preds")
+    out = pq.read_table(tmp_path / "preds")
+    out = out.take(np.argsort(np.array(out["_c0"].to_pylist(), dtype=np.int64)))
+    expected = onnxruntime_predictions(built / config.ONNX_NAMES["uint8"], X.astype(np.float32))
+    np.testing.assert_array_equal(out["prediction"].to_numpy(), expected)
 
 
 def test_csv_names_and_fields_are_trimmed_as_the_cli_trims_them(spark, built, tmp_path):
@@ -208,7 +221,7 @@ BAD_VALUES = {
     "nan": (float("nan"), "nan is not a finite number"),
     "infinity": (float("inf"), "inf is not a finite number"),
     "float32 overflow": (1e39, "outside float32's range"),
-    "null": (None, "the value is missing (null)"),
+    "null": (None, "the value is missing (null"),
 }
 
 
@@ -232,7 +245,7 @@ def test_a_bad_value_in_any_row_fails_the_job_naming_column_and_value_and_commit
     assert not (tmp_path / "preds").exists()
 
 
-@pytest.mark.parametrize("text,words", [("abc", "'abc' is not a number"), ("", "missing (null)"),
+@pytest.mark.parametrize("text,words", [("abc", "'abc' is not a number"), ("", "missing (null"),
                                         ("nan", "nan is not a finite number")])
 def test_a_bad_csv_field_fails_the_job_naming_it(spark, built, tmp_path, text, words):
     src = tmp_path / "homes.csv"
@@ -299,11 +312,13 @@ def test_a_failed_job_removes_the_parent_folders_it_made_and_nothing_more(spark,
     assert list((tmp_path / "out").iterdir()) == []
 
 
-@pytest.mark.parametrize("output", ["homes", "homes/preds", "."])
-def test_an_output_overlapping_the_input_is_refused(tmp_path, output):
+@pytest.mark.parametrize("output,local_fs", [("homes", True), ("homes/preds", True), (".", True),
+                                             ("homes", False), ("homes/preds", False)])
+def test_an_output_overlapping_the_input_is_refused(tmp_path, output, local_fs):
+    """Also where plain paths are on a cluster's file system (or Spark Connect's), by their text."""
     (tmp_path / "homes").mkdir()
     with pytest.raises(UserError, match="overlaps the input|is the input"):
-        job.check_paths(str(tmp_path / "homes"), str(tmp_path / output))
+        job.check_paths(str(tmp_path / "homes"), str(tmp_path / output), local_fs)
 
 
 def test_a_missing_feature_or_a_taken_prediction_column_is_one_line(spark, built, tmp_path):

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import re
 
-from pipeline.errors import EnvironmentFault, UserError, shown
+from pipeline.errors import SHOWN_CHARS, EnvironmentFault, UserError
 
 # How a task's UserError appears in the Python worker's traceback that Spark hands back.
 USER_ERROR_LINE = re.compile(r"pipeline\.errors\.UserError: (.+)")
+# Root causes that are the machine's, whatever Spark condition wraps them: I/O, network, the
+# JVM's own errors (out of memory), Hadoop's and the cloud SDKs' clients.
+MACHINE_CAUSES = ("java.io.", "java.net.", "java.lang.OutOfMemoryError", "java.lang.StackOverflowError",
+                  "java.lang.InternalError", "org.apache.hadoop.", "com.amazonaws.", "software.amazon.",
+                  "com.google.cloud.", "com.azure.")
+# The lines of Spark's CSV header check that say what differs and where.
+CSV_HEADER_DETAIL = re.compile(r"^\s*(Expected: .+|CSV file: .+)$", re.MULTILINE)
 
 
 def java_causes(err: Exception) -> list[tuple[str | None, str, str]]:
@@ -25,7 +32,9 @@ def java_causes(err: Exception) -> list[tuple[str | None, str, str]]:
 
 
 def first_line(text: str, default: str) -> str:
-    return shown(next((line.strip() for line in text.splitlines() if line.strip()), default))[1:-1]
+    """The first non-empty line of ``text``, cut to SHOWN_CHARS."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), default)
+    return line if len(line) <= SHOWN_CHARS else line[:SHOWN_CHARS - 3] + "..."
 
 
 def condition_of(err: Exception) -> str | None:
@@ -47,19 +56,31 @@ def translated(err: Exception) -> UserError:
         return UserError(found.group(1).strip())
     condition = condition_of(err)
     if condition == "PATH_ALREADY_EXISTS":
-        return UserError("the output path already exists (made after the job checked it); the job writes a "
-                         "new folder, all or nothing: choose a new path, or remove the old one yourself")
+        return UserError("the output path already exists; the job writes a new folder, all or nothing: "
+                         "choose a new path, or remove the old one yourself")
     causes = java_causes(err)
+    header = CSV_HEADER_DETAIL.findall("\n".join([text, *(m for _, _, m in causes)]))
+    if header:  # which file, and which name differs: the lines after Spark's first
+        return UserError(f"a CSV file's header differs from the first file's ({'; '.join(dict.fromkeys(header))}); "
+                         "every file needs the same header")
     if causes:
         classified = [(c, m) for c, _, m in causes if c]
         root_class, root = causes[-1][1], causes[-1][2]
         detail = first_line(classified[-1][1], condition) if classified else ""
         if root and not causes[-1][0]:
             detail = f"{detail}: {first_line(root, root_class)}" if detail else first_line(root, root_class)
-        if classified and not root_class.startswith("java.io."):
-            hint = "; if the input is CSV, pass --input-format csv" if "FILE_FOOTER" in condition else ""
-            return UserError(f"Spark refused the job: {detail}{hint}")
+        if classified and not root_class.startswith(MACHINE_CAUSES):
+            return UserError(f"Spark refused the job: {detail}{hint_for(condition)}")
         return EnvironmentFault(f"Spark failed: {detail or first_line(text, type(err).__name__)}")
     if condition:
-        return UserError(f"Spark refused the job: {first_line(text, condition)}")
+        return UserError(f"Spark refused the job: {first_line(text, condition)}{hint_for(condition)}")
     return EnvironmentFault(f"Spark failed: {first_line(text, type(err).__name__)}")
+
+
+def hint_for(condition: str | None) -> str:
+    """What to do about the conditions whose words alone do not say it."""
+    if condition and "FILE_FOOTER" in condition:
+        return "; if the input is CSV, pass --input-format csv"
+    if condition and condition.startswith(("CANNOT_MERGE", "FAILED_READ_FILE.PARQUET_COLUMN_DATA_TYPE")):
+        return "; the Parquet files give a column different types (pyarrow.parquet.read_schema shows each file's)"
+    return ""

@@ -35,7 +35,14 @@ from pipeline.runtime import integrity  # noqa: E402
 from pipeline.runtime.model import Predictor, model_path  # noqa: E402
 from pipeline.spark import environment  # noqa: E402
 from pipeline.spark.failures import condition_of, translated  # noqa: E402
-from pipeline.spark.paths import FORMATS, OutputClaim, check_paths, default_fs_is_local, input_format  # noqa: E402
+from pipeline.spark.paths import (  # noqa: E402
+    FORMATS,
+    OutputClaim,
+    check_paths,
+    csv_headers_checked,
+    default_fs_is_local,
+    input_format,
+)
 from pipeline.spark.score import Scorer, is_feature_type  # noqa: E402
 
 PROG = "score-spark"
@@ -56,15 +63,15 @@ def load_scorer(artifacts: Path, variant: str, prediction: str) -> Scorer:
 
 
 # ---- Spark ----------------------------------------------------------------------------------
-def read_input(spark, uri: str, fmt: str):
+def read_input(spark, uri: str, fmt: str, local_fs: bool = True):
     """A DataFrame of the input. CSV columns are text: the tasks parse the features with the same
     checks as every other value, and the other columns pass through as text. As in the CLI, names
-    and fields are trimmed of surrounding spaces. Every CSV file's header is checked against the
-    first's (Spark's default applies the first by position to all: files with other column
-    orders would be silently misread). Parquet files' schemas are merged, so a column that only
-    some files have is carried through too (null elsewhere)."""
+    and fields are trimmed of surrounding spaces, and every file must have the same header (see
+    csv_headers_checked). Parquet files' schemas are merged, so a column that only some files
+    have is carried through too (null elsewhere)."""
     if fmt == "csv":
-        options = {"header": "true", "mode": "FAILFAST", "enforceSchema": "false",
+        checked = csv_headers_checked(uri, local_fs)
+        options = {"header": "true", "mode": "FAILFAST", "enforceSchema": "true" if checked else "false",
                    "ignoreLeadingWhiteSpace": "true", "ignoreTrailingWhiteSpace": "true"}
         return spark.read.options(**options).csv(uri)
     return spark.read.option("mergeSchema", "true").parquet(uri)
@@ -105,13 +112,13 @@ def score(spark, scorer: Scorer, input_uri: str, output_uri: str, fmt: str = "au
     cloudpickle.register_pickle_by_value(pipeline)
     local_fs = default_fs_is_local(spark)
     check_paths(input_uri, output_uri, local_fs)
-    fmt = input_format(input_uri, fmt)
+    fmt = input_format(input_uri, fmt, local_fs)
     try:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
         # Timestamps as Parquet's standard UTC microseconds, as most writers make them, so they read
         # back as the type they were (Spark's default, INT96, reads back as nanoseconds, no zone).
         spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        frame = read_input(spark, input_uri, fmt)
+        frame = read_input(spark, input_uri, fmt, local_fs)
         check_schema(frame.schema, scorer)
         out_schema = T.StructType([*frame.schema.fields, T.StructField(scorer.prediction, T.FloatType(), True)])
         writer = frame.mapInArrow(scorer, out_schema).write.mode("error").options(**COMMITTER)

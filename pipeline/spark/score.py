@@ -54,8 +54,8 @@ def column_values(batch: pa.RecordBatch, name: str) -> np.ndarray:
     column = batch.column(name)
     if column.null_count:
         row = int(pc.index(pc.is_null(column), True).as_py())
-        raise UserError(f"{row_name(batch, row)}, column {name!r}: the value is missing (null); "
-                        "every feature needs a number")
+        raise UserError(f"{row_name(batch, row)}, column {name!r}: the value is missing (null, or the row's file "
+                        "has no such column); every feature needs a number")
     if not is_feature_type(column.type):
         raise UserError(f"column {name!r} holds {column.type}; features must be numbers")
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
