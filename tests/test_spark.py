@@ -71,6 +71,19 @@ def scored(output: Path):
     return table.sort_by("id")
 
 
+def scored_by_text_id(output: Path, key: str = "id"):
+    """The output of a CSV input, in the order of its id column (text, as CSV columns stay)."""
+    table = pq.read_table(output)
+    return table.take(np.argsort(np.array(table[key].to_pylist(), dtype=np.int64)))
+
+
+def write_csv_rows(path: Path, X: np.ndarray, id_name: str = "id", sep: str = ",") -> list[str]:
+    """X as a CSV file with an id column first; returns its lines."""
+    lines = [sep.join([id_name, *FEATURES])] + [sep.join([str(i), *map(str, row)]) for i, row in enumerate(X)]
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
 def committed_files(output: Path) -> list[str]:
     """What a reader of the output would see: data files and the success marker."""
     if not output.exists():
@@ -143,8 +156,7 @@ def test_a_csv_folder_is_scored_like_the_same_rows_in_parquet(spark, built, tmp_
         columns |= {f: pa.array(X[rows, FEATURES.index(f)]) for f in reversed(FEATURES)}
         pacsv.write_csv(pa.table(columns), folder / f"part-{k}.csv")
     run_job(spark, built, folder, tmp_path / "preds")  # the format is found from the folder's files
-    out = pq.read_table(tmp_path / "preds")
-    out = out.take(np.argsort(np.array(out["id"].to_pylist(), dtype=np.int64)))
+    out = scored_by_text_id(tmp_path / "preds")
     assert out["id"].to_pylist() == [str(i) for i in range(len(X))]  # CSV columns stay text
     assert out["city"].to_pylist() == [f"c{i}" for i in range(len(X))]
     expected = onnxruntime_predictions(built / config.ONNX_NAMES["uint8"], X.astype(np.float32))
@@ -169,22 +181,18 @@ def test_csv_files_with_other_column_orders_are_refused_not_misread(spark, built
 def test_csv_headers_spark_renames_are_accepted_as_pandas_writes_them(spark, built, tmp_path):
     """pandas' default to_csv has an empty first name (its index): Spark names it _c0."""
     X = np.round(house_rows(300, seed=16), 4)
-    lines = [",".join(["", *FEATURES])] + [",".join([str(i), *map(str, row)]) for i, row in enumerate(X)]
-    (tmp_path / "homes.csv").write_text("\n".join(lines) + "\n")
+    write_csv_rows(tmp_path / "homes.csv", X, id_name="")
     run_job(spark, built, tmp_path / "homes.csv", tmp_path / "preds")
-    out = pq.read_table(tmp_path / "preds")
-    out = out.take(np.argsort(np.array(out["_c0"].to_pylist(), dtype=np.int64)))
+    out = scored_by_text_id(tmp_path / "preds", key="_c0")
     expected = onnxruntime_predictions(built / config.ONNX_NAMES["uint8"], X.astype(np.float32))
     np.testing.assert_array_equal(out["prediction"].to_numpy(), expected)
 
 
 def test_csv_names_and_fields_are_trimmed_as_the_cli_trims_them(spark, built, tmp_path):
     X = np.round(house_rows(50, seed=13), 3)
-    lines = [", ".join(["id", *FEATURES])] + [", ".join([str(i), *map(str, row)]) for i, row in enumerate(X)]
-    (tmp_path / "homes.csv").write_text("\n".join(lines) + "\n")
+    lines = write_csv_rows(tmp_path / "homes.csv", X, sep=", ")
     run_job(spark, built, tmp_path / "homes.csv", tmp_path / "preds")
-    out = pq.read_table(tmp_path / "preds")
-    out = out.take(np.argsort(np.array(out["id"].to_pylist(), dtype=np.int64)))
+    out = scored_by_text_id(tmp_path / "preds")
     # The CLI takes exactly the 8 features: the same lines without the id.
     (tmp_path / "cli.csv").write_text("\n".join(line.split(", ", 1)[1] for line in lines) + "\n")
     cli = run_module("pipeline.runtime", "--artifacts", str(built), "--input", str(tmp_path / "cli.csv"))
