@@ -50,8 +50,12 @@ def check_file(manifest_path: Path, path: Path) -> None:
     except OSError as err:
         raise UserError(f"model file {shown(str(path))} cannot be read ({err.strerror})") from None
     if not matches:
-        raise UserError(f"{shown(str(path))} does not match its sha256 in {shown(str(manifest_path))} "
-                        "(modified or corrupted); rebuild with `make all`")
+        raise mismatch(manifest_path, path)
+
+
+def mismatch(manifest_path: Path, path: Path) -> UserError:
+    return UserError(f"{shown(str(path))} does not match its sha256 in {shown(str(manifest_path))} "
+                     "(modified or corrupted); rebuild with `make all`")
 
 
 def read_checked(manifest_path: Path, path: Path) -> bytes:
@@ -64,8 +68,7 @@ def read_checked(manifest_path: Path, path: Path) -> bytes:
     except OSError as err:
         raise UserError(f"model file {shown(str(path))} cannot be read ({err.strerror})") from None
     if len(data) != entry["size"] or sha256_bytes(data) != entry["sha256"]:
-        raise UserError(f"{shown(str(path))} does not match its sha256 in {shown(str(manifest_path))} "
-                        "(modified or corrupted); rebuild with `make all`")
+        raise mismatch(manifest_path, path)
     return data
 
 

@@ -3,7 +3,7 @@
     python -m pipeline.spark.job --input homes.parquet --output preds.parquet [--model uint8]
     spark-submit pipeline/spark/job.py --input s3a://bucket/homes/ --output s3a://bucket/preds/
 
-Input: Parquet or CSV (a file or a folder, any URI Spark reads) holding the 8 feature columns in
+Input: Parquet or CSV (a file, a folder or a glob, any URI Spark reads) holding the 8 feature columns in
 any order, plus any other columns. Output: Parquet with every input column unchanged and a float
 ``prediction``. The driver checks the model's bytes against manifest.json before Spark starts;
 each task re-hashes them, validates its rows with the runtime's core and predicts with one

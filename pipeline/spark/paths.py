@@ -1,6 +1,6 @@
-"""Where the Spark job reads and writes: which paths are local, the input's format, the checks
-that keep the user's files safe, and the claim that lets a failed job remove exactly what it
-made. Standard library only: nothing here needs Spark, except default_fs_is_local's session."""
+"""Where the Spark job reads and writes: which paths are local, the input's format and its CSV
+headers, the checks that keep the user's files safe, and the claim that lets a failed job
+remove exactly what it made. No Spark import: default_fs_is_local is handed the session."""
 from __future__ import annotations
 
 import bz2
