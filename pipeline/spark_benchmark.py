@@ -27,13 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import config
-from pipeline.benchmark import house_block, write_rows_csv
+from pipeline.benchmark import Run, house_block, write_rows_csv
 from pipeline.errors import UserError, run_cli
 
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
@@ -43,13 +42,6 @@ FILE_ROWS = 1_000_000
 EXECUTOR_CORES = 4
 CLUSTER_EXECUTORS = (10, 50, 200)
 BILLION = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class Run:
-    wall: float        # seconds, start to exit
-    cpu: float         # user + system seconds of the whole process tree
-    peak_rss: int      # bytes: the largest summed RSS of the tree seen
 
 
 def become_subreaper() -> None:
@@ -105,7 +97,8 @@ def reap_orphans(seconds: float = 30.0) -> None:
 
 
 def measured(cmd: list[str]) -> Run:
-    """Run ``cmd`` to its end; its wall time, its tree's CPU time and peak memory."""
+    """Run ``cmd`` to its end; its wall time, its whole tree's CPU time and the largest summed
+    RSS of the tree seen."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
@@ -164,24 +157,25 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
-def bench(artifacts: Path, n_rows: int, repeats: int) -> dict:
-    if n_rows < FILE_ROWS or n_rows % FILE_ROWS:
-        raise UserError(f"--rows must be a multiple of {FILE_ROWS:,}")
+def write_inputs(tmp: Path, n_rows: int) -> None:
+    """The rows as Parquet (rows/) and CSV (rows.csv), and one of them as Parquet (one/)."""
+    import pyarrow.parquet as pq
+    write_rows_parquet(tmp / "rows", n_rows)
+    write_rows_csv(tmp / "rows.csv", n_rows)
+    (tmp / "one").mkdir()
+    pq.write_table(pq.read_table(tmp / "rows" / "part-00000.parquet").slice(0, 1), tmp / "one" / "p.parquet")
+
+
+def bench(artifacts: Path, tmp: Path, n_rows: int, repeats: int) -> dict:
+    """Each tool on the inputs write_inputs made in ``tmp``, interleaved, best of ``repeats``."""
     become_subreaper()
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        write_rows_parquet(tmp / "rows", n_rows)
-        write_rows_csv(tmp / "rows.csv", n_rows)
-        import pyarrow.parquet as pq
-        (tmp / "one").mkdir()
-        pq.write_table(pq.read_table(tmp / "rows" / "part-00000.parquet").slice(0, 1), tmp / "one" / "p.parquet")
-        parquet_bytes = folder_bytes(tmp / "rows")
-        commands = tools(artifacts, tmp)
-        runs: dict[str, list[Run]] = {tool: [] for tool in commands}
-        for _ in range(repeats):  # interleaved, so every tool sees the same machine state
-            for tool, (cmd, output) in commands.items():
-                remove(output)
-                runs[tool].append(measured(cmd))
+    parquet_bytes = folder_bytes(tmp / "rows")
+    commands = tools(artifacts, tmp)
+    runs: dict[str, list[Run]] = {tool: [] for tool in commands}
+    for _ in range(repeats):  # interleaved, so every tool sees the same machine state
+        for tool, (cmd, output) in commands.items():
+            remove(output)
+            runs[tool].append(measured(cmd))
     best = {tool: min(tool_runs, key=lambda r: r.wall) for tool, tool_runs in runs.items()}
     rows = {tool: (1 if "1 row" in tool else n_rows) for tool in best}
     print_table(best, rows, repeats)
@@ -236,35 +230,33 @@ def zeros_column(batches):
                                          names=[*batch.schema.names, "prediction"])
 
 
-def warm_session_breakdown(artifacts: Path, n_rows: int, repeats: int) -> dict[str, float]:
-    """Wall seconds of three writes of the same rows in one local[2] session, best of ``repeats``."""
+def warm_session_breakdown(artifacts: Path, tmp: Path, n_rows: int, repeats: int) -> dict[str, float]:
+    """Wall seconds of three writes of the same rows (tmp/rows) in one local[2] session, best of
+    ``repeats``."""
     import pyspark.sql.types as T
 
     from pipeline.spark import environment, job
     scorer = job.load_scorer(artifacts, "uint8", "prediction")
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        write_rows_parquet(tmp / "rows", n_rows)
-        spark = environment.local_session("local[2]")
-        try:
-            frame = spark.read.parquet(str(tmp / "rows"))
-            schema = T.StructType([*frame.schema.fields, T.StructField("prediction", T.FloatType(), True)])
-            steps = {
-                "Spark reads and writes the Parquet, no Python": lambda out: frame.write.parquet(out),
-                "+ a mapInArrow that only adds a column of zeros":
-                    lambda out: frame.mapInArrow(zeros_column, schema).write.parquet(out),
-                "+ the job's scoring (validation, onnxruntime)":
-                    lambda out: job.score(spark, scorer, str(tmp / "rows"), out),
-            }
-            times: dict[str, list[float]] = {step: [] for step in steps}
-            for _ in range(repeats):
-                for step, write in steps.items():
-                    remove(tmp / "out")
-                    start = time.perf_counter()
-                    write(str(tmp / "out"))
-                    times[step].append(time.perf_counter() - start)
-        finally:
-            spark.stop()
+    spark = environment.local_session("local[2]")
+    try:
+        frame = spark.read.parquet(str(tmp / "rows"))
+        schema = T.StructType([*frame.schema.fields, T.StructField("prediction", T.FloatType(), True)])
+        steps = {
+            "Spark reads and writes the Parquet, no Python": lambda out: frame.write.parquet(out),
+            "+ a mapInArrow that only adds a column of zeros":
+                lambda out: frame.mapInArrow(zeros_column, schema).write.parquet(out),
+            "+ the job's scoring (validation, onnxruntime)":
+                lambda out: job.score(spark, scorer, str(tmp / "rows"), out),
+        }
+        times: dict[str, list[float]] = {step: [] for step in steps}
+        for _ in range(repeats):
+            for step, write in steps.items():
+                remove(tmp / "out")
+                start = time.perf_counter()
+                write(str(tmp / "out"))
+                times[step].append(time.perf_counter() - start)
+    finally:
+        spark.stop()
     best = {step: min(t) for step, t in times.items()}
     print(f"\n| inside one warm local[2] session, {n_rows:,} rows | wall s (best of {repeats}) |")
     print("|---|---:|")
@@ -279,8 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    result = bench(args.artifacts, args.rows, args.repeats)
-    result["warm_session"] = warm_session_breakdown(args.artifacts, args.rows, args.repeats)
+    if args.rows < FILE_ROWS or args.rows % FILE_ROWS:
+        raise UserError(f"--rows must be a multiple of {FILE_ROWS:,}")
+    with tempfile.TemporaryDirectory() as name:  # the rows are written once, for every measurement
+        tmp = Path(name)
+        write_inputs(tmp, args.rows)
+        result = bench(args.artifacts, tmp, args.rows, args.repeats)
+        result["warm_session"] = warm_session_breakdown(args.artifacts, tmp, args.rows, args.repeats)
     result["machine"] = {"machine": os.uname().machine, "cpus": os.cpu_count()}
     print(json.dumps(result))
     return 0

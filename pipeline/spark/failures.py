@@ -37,12 +37,8 @@ def first_line(text: str, default: str) -> str:
     return line if len(line) <= SHOWN_CHARS else line[:SHOWN_CHARS - 3] + "..."
 
 
-def condition_of(err: Exception) -> str | None:
-    """Spark's error condition for ``err``: pyspark's own, else the deepest in its Java causes."""
-    condition = err.getCondition() if hasattr(err, "getCondition") else None
-    if condition:
-        return condition
-    return next((c for c, _, _ in reversed(java_causes(err)) if c), None)
+class OutputExists(UserError):
+    """Spark found the output path there (made after the job's own check): someone else's."""
 
 
 def translated(err: Exception) -> UserError:
@@ -54,10 +50,12 @@ def translated(err: Exception) -> UserError:
     found = USER_ERROR_LINE.search(text)
     if found:
         return UserError(found.group(1).strip())
-    condition = condition_of(err)
+    causes = java_causes(err)  # Py4J round trips: walked once
+    condition = (err.getCondition() if hasattr(err, "getCondition") else None) \
+        or next((c for c, _, _ in reversed(causes) if c), None)
     if condition == "PATH_ALREADY_EXISTS":
-        return UserError("the output path already exists; the job writes a new folder, all or nothing: "
-                         "choose a new path, or remove the old one yourself")
+        return OutputExists("the output path already exists; the job writes a new folder, all or nothing: "
+                            "choose a new path, or remove the old one yourself")
     causes = java_causes(err)
     header = CSV_HEADER_DETAIL.findall("\n".join([text, *(m for _, _, m in causes)]))
     if header:  # which file, and which name differs: the lines after Spark's first

@@ -34,7 +34,7 @@ from pipeline.errors import (  # noqa: E402
 from pipeline.runtime import integrity  # noqa: E402
 from pipeline.runtime.model import Predictor, model_path  # noqa: E402
 from pipeline.spark import environment  # noqa: E402
-from pipeline.spark.failures import condition_of, translated  # noqa: E402
+from pipeline.spark.failures import OutputExists, translated  # noqa: E402
 from pipeline.spark.paths import (  # noqa: E402
     FORMATS,
     OutputClaim,
@@ -79,7 +79,6 @@ def read_input(spark, uri: str, fmt: str, local_fs: bool = True):
 
 def check_schema(schema, scorer: Scorer) -> None:
     """Every feature present, as numbers or text; the prediction column not already taken."""
-    import pyspark.sql.types as T
     from pyspark.sql.pandas.types import to_arrow_type
     names = schema.fieldNames()
     missing = [f for f in scorer.features if f not in names]
@@ -94,8 +93,7 @@ def check_schema(schema, scorer: Scorer) -> None:
         raise UserError(f"the input has no column {', '.join(map(repr, missing))}{hint}; it needs the 8 features "
                         f"{', '.join(scorer.features)}, in any order")
     for field in schema.fields:
-        if field.name in scorer.features and not (isinstance(field.dataType, T.StringType)
-                                                 or is_feature_type(to_arrow_type(field.dataType))):
+        if field.name in scorer.features and not is_feature_type(to_arrow_type(field.dataType)):
             raise UserError(f"column {field.name!r} is {field.dataType.simpleString()}; features must be numbers")
     taken = [n for n in names if n.lower() == scorer.prediction.lower()]  # Spark's names ignore case
     if taken:
@@ -153,11 +151,9 @@ def write_all_or_nothing(spark, write, claim: OutputClaim) -> None:
         claim.remove()
         raise
     if outcome:
-        err = outcome[0]
-        problem = err if isinstance(err, UserError) else translated(err)
-        if not isinstance(err, UserError) and condition_of(err) == "PATH_ALREADY_EXISTS":
-            raise problem from None  # someone else's folder: not ours to remove
-        claim.remove(keep_committed=True)
+        problem = outcome[0] if isinstance(outcome[0], UserError) else translated(outcome[0])
+        if not isinstance(problem, OutputExists):  # someone else's folder is not ours to remove
+            claim.remove(keep_committed=True)
         raise problem from None
 
 

@@ -43,6 +43,11 @@ def default_fs_is_local(spark) -> bool:
     return default_fs.startswith("file:")
 
 
+def data_files(folder: Path) -> list[Path]:
+    """The files Spark reads in a local folder: not its hidden ones (_SUCCESS, .crc), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
+
+
 def input_format(uri: str, given: str, default_fs_local: bool = True) -> str:
     """parquet or csv: as given, else by the name's suffix, else by a local folder's files."""
     if given != "auto":
@@ -54,7 +59,7 @@ def input_format(uri: str, given: str, default_fs_local: bool = True) -> str:
         return "parquet"
     path = local_path(uri, default_fs_local)
     if path is not None and path.is_dir():
-        names = [p.name.lower() for p in path.rglob("*") if p.is_file() and not p.name.startswith(("_", "."))]
+        names = [p.name.lower() for p in data_files(path)]
         if names and all(n.endswith(CSV_SUFFIXES) for n in names):
             return "csv"
         if names and not all(n.endswith(".parquet") for n in names):
@@ -83,8 +88,7 @@ def csv_headers_checked(uri: str, default_fs_local: bool = True) -> bool:
     path = local_path(uri, default_fs_local)
     if path is None or GLOB_CHARS & set(uri) or not path.exists():
         return False
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
+    files = [path] if path.is_file() else data_files(path)
     first: tuple[Path, list[str]] | None = None
     for file in files:
         header = csv_header(file)

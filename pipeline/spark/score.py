@@ -60,7 +60,7 @@ def column_values(batch: pa.RecordBatch, name: str) -> np.ndarray:
         raise UserError(f"column {name!r} holds {column.type}; features must be numbers")
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         try:
-            column = pc.cast(column, pa.float64())
+            return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
         except pa.ArrowInvalid:
             row = first_unparsable(column)
             raise UserError(f"{row_name(batch, row)}, column {name!r}: {shown(column[row].as_py())} "
