@@ -28,8 +28,8 @@ _PAYLOAD_DTYPES = (np.float32, np.float64, np.uint8)
 
 
 def onnx_payload_bytes(path: Path) -> int:
-    """Bytes of weight data in an ONNX file: initializers and float-list attributes
-    (skl2onnx's LinearRegressor keeps its coefficients and intercept as attributes)."""
+    """Bytes of weight data in an ONNX file: initializers and float-list attributes (an
+    ai.onnx.ml LinearRegressor keeps its weights as attributes; these models use none)."""
     model = onnx.load(str(path))
     arrays = [numpy_helper.to_array(t) for t in model.graph.initializer]
     total = sum(a.nbytes for a in arrays if a.dtype in _PAYLOAD_DTYPES)

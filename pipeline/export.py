@@ -6,13 +6,20 @@
         --report artifacts/export_report.json
     python -m pipeline.export --verify-only ...  # the same checks on the ONNX files on disk
 
-- model_float.onnx:   the trained LinearRegression, converted by skl2onnx.
-- model_dequant.onnx: a LinearRegression holding the dequantized weights, converted by skl2onnx.
+- model_float.onnx:   the trained LinearRegression, converted by skl2onnx to MatMul + Add, then
+  its MatMul written as Mul + ReduceSum: OpenVINO's CPU plugin runs MatMul in bf16 by default
+  on CPUs with avx512_bf16 or AMX (measured: predictions off by up to 0.25), and Mul +
+  ReduceSum in float32.
+- model_dequant.onnx: a LinearRegression holding the dequantized weights, converted the same way.
 - model_uint8.onnx:   the uint8 codes as an initializer, dequantized inside the graph by
   DequantizeLinear, then Mul and ReduceSum. Not MatMul: onnxruntime's default optimizer
   fuses DequantizeLinear -> MatMul (and -> Gemm) into MatMulNBits, which also quantizes the
   input to 8 bits and ruins this model (measured: test R² -6.18). Mul + ReduceSum computes the same dot
   product and is left alone at every optimization level.
+
+All three use only the default ONNX domain at opset 19, IR version 9, and name their batch
+dimension N (pipeline.onnx_spec says why): `make compat` runs them on onnxruntime 1.16 to
+today's, onnxruntime-node, OpenVINO, tract and onnx's reference evaluator.
 """
 from __future__ import annotations
 
@@ -31,24 +38,70 @@ from sklearn.linear_model import LinearRegression
 from pipeline import artifacts, config, data, onnx_spec, qparams, verify
 from pipeline.errors import UserError, run_cli
 from pipeline.metrics import regression_metrics
+from pipeline.verify import VerificationError
 from pipeline.runtime.files import sha256_file
 
 
 def convert_sklearn(model: LinearRegression) -> onnx.ModelProto:
-    """skl2onnx conversion with a named float32 input of shape [None, 8] and pinned versions."""
+    """skl2onnx conversion to standard ops, with a named float32 input [N, 8] and pinned versions.
+
+    black_op keeps skl2onnx from emitting ai.onnx.ml's LinearRegressor, which OpenVINO, TVM and
+    onnx2torch cannot load; it then writes MatMul + Add, which every runtime runs."""
     onx = to_onnx(model, initial_types=[(onnx_spec.INPUT_NAME, FloatTensorType([None, config.N_FEATURES]))],
-                  target_opset={"": onnx_spec.ONNX_OPSET, "ai.onnx.ml": onnx_spec.ONNX_ML_OPSET})
-    return _pin_versions(onx)
+                  target_opset=onnx_spec.ONNX_OPSET, black_op={"LinearRegressor"})
+    return _name_batch_dim(_pin_versions(matmul_as_dot_product(onx)))
+
+
+def matmul_as_dot_product(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite skl2onnx's MatMul(input, coef [8, 1]) as ReduceSum(input * coef [8], axis 1).
+
+    The same dot product in float32, in the form the uint8 model already uses, which every
+    runtime tested runs in float32 by default (OpenVINO runs MatMul in bf16 where the CPU has
+    it). A graph of another shape means skl2onnx changed: fail the export rather than guess."""
+    graph = model.graph
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    weights = {t.name: t for t in graph.initializer}
+    if len(matmuls) != 1 or matmuls[0].input[0] != onnx_spec.INPUT_NAME or matmuls[0].input[1] not in weights:
+        raise VerificationError(f"skl2onnx's graph is not one MatMul of the input by a weight initializer "
+                                f"(ops: {[n.op_type for n in graph.node]}); pipeline.export must be updated")
+    matmul = matmuls[0]
+    coef = weights[matmul.input[1]]
+    row = numpy_helper.to_array(coef).reshape(-1)
+    coef.CopyFrom(numpy_helper.from_array(row, coef.name))
+    graph.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "feature_axis"))
+    at = list(graph.node).index(matmul)
+    terms = matmul.output[0] + "_terms"
+    dot = [helper.make_node("Mul", [onnx_spec.INPUT_NAME, coef.name], [terms]),
+           helper.make_node("ReduceSum", [terms, "feature_axis"], [matmul.output[0]], keepdims=1)]
+    graph.node.remove(matmul)
+    for offset, node in enumerate(dot):
+        graph.node.insert(at + offset, node)
+    return model
 
 
 def _pin_versions(model: onnx.ModelProto) -> onnx.ModelProto:
-    """One opset import per domain and the pinned IR version (skl2onnx may repeat a domain)."""
+    """One opset import per domain the nodes use, and the pinned IR version.
+
+    skl2onnx may import a domain twice, or import ai.onnx.ml though no node uses it; a runtime
+    without that domain would refuse the file for nothing."""
+    used = {node.domain for node in model.graph.node}
     opsets = {}
     for imp in model.opset_import:
-        opsets[imp.domain] = max(opsets.get(imp.domain, 0), imp.version)
+        if imp.domain in used:
+            opsets[imp.domain] = max(opsets.get(imp.domain, 0), imp.version)
     del model.opset_import[:]
     model.opset_import.extend(helper.make_opsetid(d, v) for d, v in sorted(opsets.items()))
     model.ir_version = onnx_spec.ONNX_IR_VERSION
+    return model
+
+
+def _name_batch_dim(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give the first dimension of every graph input and output the name N (skl2onnx leaves it
+    without size or name)."""
+    for value in [*model.graph.input, *model.graph.output]:
+        dim = value.type.tensor_type.shape.dim[0]
+        if not dim.HasField("dim_value"):
+            dim.dim_param = onnx_spec.BATCH_DIM
     return model
 
 
@@ -56,7 +109,7 @@ def dequantized_model(params: qparams.QuantParams) -> LinearRegression:
     """A LinearRegression whose weights are exactly the dequantized float32 values."""
     model = LinearRegression()
     model.coef_ = params.weights().astype(np.float64)
-    model.intercept_ = float(params.intercept)
+    model.intercept_ = np.float64(params.intercept)  # a numpy scalar, as fit() leaves it
     model.n_features_in_ = config.N_FEATURES
     return model
 
@@ -78,8 +131,9 @@ def build_uint8_model(params: qparams.QuantParams) -> onnx.ModelProto:
     ]
     graph = helper.make_graph(
         nodes, "housing_linear_uint8",
-        [helper.make_tensor_value_info(onnx_spec.INPUT_NAME, TensorProto.FLOAT, [None, config.N_FEATURES])],
-        [helper.make_tensor_value_info(onnx_spec.OUTPUT_NAME, TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info(onnx_spec.INPUT_NAME, TensorProto.FLOAT,
+                                       [onnx_spec.BATCH_DIM, config.N_FEATURES])],
+        [helper.make_tensor_value_info(onnx_spec.OUTPUT_NAME, TensorProto.FLOAT, [onnx_spec.BATCH_DIM, 1])],
         initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_spec.ONNX_OPSET)],
                              ir_version=onnx_spec.ONNX_IR_VERSION, producer_name="pipeline.export")

@@ -2,11 +2,16 @@
 Standard library only: the runtime reads the names."""
 from __future__ import annotations
 
-# ONNX targets: the lower of what skl2onnx 1.20 emits (opset 22) and what is needed; IR 10
-# is what onnx 1.17+ pairs with opset 21, and what every onnxruntime since 1.20 loads.
-# onnx.helper.make_model would otherwise stamp the newest IR version of the installed onnx.
-ONNX_OPSET = 21
-ONNX_ML_OPSET = 1
-ONNX_IR_VERSION = 10
+# ONNX targets, chosen for reach (README, "Where the models run"; `make compat` proves it):
+# - IR 9 is the newest that onnxruntime 1.16 and 1.17 load (they refuse IR 10, "max supported
+#   IR version: 9"); onnx.helper.make_model would otherwise stamp the installed onnx's newest.
+# - opset 19 is the newest IR 9 allows, and the oldest at which onnx's ReferenceEvaluator runs
+#   DequantizeLinear (it cannot run DequantizeLinear-13), so every model also runs in the
+#   reference that defines the operators' semantics.
+ONNX_OPSET = 19
+ONNX_IR_VERSION = 9
 INPUT_NAME = "input"
 OUTPUT_NAME = "variable"  # skl2onnx's name for a regressor's output; all three models share it
+# The batch dimension's name in every model's input and output: runtimes such as tract refuse
+# an input dimension that has neither a size nor a name.
+BATCH_DIM = "N"

@@ -70,7 +70,7 @@ def california_like_rows(n: int = 500, seed: int = 0) -> np.ndarray:
 
 def linear_model(coef: np.ndarray, intercept: float) -> LinearRegression:
     model = LinearRegression()
-    model.coef_, model.intercept_, model.n_features_in_ = np.asarray(coef, dtype=np.float64), float(intercept), 8
+    model.coef_, model.intercept_, model.n_features_in_ = np.asarray(coef, dtype=np.float64), np.float64(intercept), 8
     return model
 
 

@@ -42,7 +42,29 @@ def test_uint8_graph_structure_and_pinned_versions():
     (inp,) = model.graph.input
     dims = inp.type.tensor_type.shape.dim
     assert inp.name == onnx_spec.INPUT_NAME and inp.type.tensor_type.elem_type == TensorProto.FLOAT
-    assert len(dims) == 2 and not dims[0].HasField("dim_value") and dims[1].dim_value == 8
+    assert len(dims) == 2 and dims[0].dim_param == onnx_spec.BATCH_DIM and dims[1].dim_value == 8
+    (out,) = model.graph.output
+    assert out.type.tensor_type.shape.dim[0].dim_param == onnx_spec.BATCH_DIM
+
+
+def test_skl2onnx_conversion_uses_only_standard_float32_ops_and_names_the_batch():
+    """What lets OpenVINO, tract and onnxruntime 1.16 run the file: no ai.onnx.ml domain, no
+    MatMul (bf16 in OpenVINO by default), opset 19 at IR 9, and a batch dimension named N."""
+    model = export.convert_sklearn(linear_model(np.arange(8) * 0.1, 2.0))
+    assert model.ir_version == onnx_spec.ONNX_IR_VERSION == 9
+    assert {(o.domain, o.version) for o in model.opset_import} == {("", onnx_spec.ONNX_OPSET)}
+    ops = [n.op_type for n in model.graph.node]
+    assert ops[:2] == ["Mul", "ReduceSum"] and "MatMul" not in ops and "LinearRegressor" not in ops
+    for value in [*model.graph.input, *model.graph.output]:
+        assert value.type.tensor_type.shape.dim[0].dim_param == onnx_spec.BATCH_DIM
+    coef = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}["coef"]
+    np.testing.assert_array_equal(coef, (np.arange(8) * 0.1).astype(np.float32))
+
+
+def test_the_rewrite_refuses_a_graph_it_does_not_know():
+    model = export.build_uint8_model(random_params(1))  # no MatMul at all
+    with pytest.raises(verify.VerificationError, match="not one MatMul"):
+        export.matmul_as_dot_product(model)
 
 
 @pytest.mark.parametrize("seed", range(3))
