@@ -31,6 +31,9 @@ VARIANT      ?= uint8
 SPARK_MASTER ?= local[2]
 # make bench-spark: generated rows scored three ways.
 SPARK_BENCH_ROWS ?= 5000000
+# make compat: each runtime's own venv (or node_modules) lives here, kept between runs.
+COMPAT_DIR ?= .venv-compat
+NPM        ?= npm
 
 # Grouped targets (`&:`) need GNU make 4.3; older makes would mis-build the multi-output stages.
 ifeq ($(filter grouped-target,$(.FEATURES)),)
@@ -46,7 +49,7 @@ SHELL := /bin/bash
 # An empty variable would silently empty a prerequisite list or a path (GNU make's
 # --warn-undefined-variables does not look into prerequisites): refuse it.
 $(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV ARTIFACTS BITS IMAGE PORT BASE_IMAGE WHEELHOUSE DOCKER WHEEL_ARCH \
-  VARIANT SPARK_MASTER SPARK_BENCH_ROWS,\
+  VARIANT SPARK_MASTER SPARK_BENCH_ROWS COMPAT_DIR NPM,\
   $(if $(strip $($(v))),,$(error $(v) is empty; give it a value or leave it unset for its default)))
 ifeq ($(filter $(BITS),2 3 4 5 6 7 8),)
 $(error BITS=$(BITS) is invalid; use an integer from 2 to 8 (codes are stored as uint8))
@@ -83,6 +86,8 @@ EXPORT_REPORT := $(call art,export_report)
 MANIFEST      := $(call art,manifest)
 COMPARE_JSON  := $(call art,compare_json)
 COMPARE_MD    := $(call art,compare_md)
+COMPAT_JSON   := $(call art,compat_json)
+COMPAT_MD     := $(call art,compat_md)
 ONNX_MODELS   := $(ONNX_FLOAT) $(ONNX_DEQUANT) $(ONNX_UINT8)
 # What `make all` produces; the manifest records the sha256 and size of each.
 PRODUCTS := $(SPLIT) $(SAMPLE) $(DATA_REPORT) $(MODEL) $(TRAIN_METRICS) $(QUANT_PARAMS) $(QUANT_REPORT) \
@@ -103,6 +108,10 @@ EXPORT_PY   := pipeline/export.py pipeline/verify.py pipeline/onnx_spec.py pipel
 MANIFEST_PY := pipeline/manifest.py pipeline/__init__.py pipeline/errors.py pipeline/artifacts.py $(FILES_PY)
 COMPARE_PY  := pipeline/compare.py pipeline/verify.py pipeline/tolerances.py pipeline/qparams.py \
                pipeline/metrics.py $(DATA_PY)
+# make compat runs the runners in other venvs and in node; they import nothing of the pipeline.
+COMPAT_PY   := pipeline/compat/__init__.py pipeline/compat/matrix.py pipeline/compat/hazard.py pipeline/onnx_spec.py \
+               pipeline/qparams.py pipeline/verify.py pipeline/tolerances.py pipeline/metrics.py $(DATA_PY)
+COMPAT_RUNNERS := pipeline/compat/runner.py pipeline/compat/node/runner.js
 # The runtime image's code (see Dockerfile): the shared modules and the runtime package.
 RUNTIME_PY  := $(SHARED_PY) $(addprefix pipeline/runtime/,__init__.py __main__.py cli.py files.py integrity.py \
                floattext.py model.py protocol.py readers.py server.py sink.py validate.py)
@@ -117,6 +126,17 @@ MODEL_ARGS = --split $(SPLIT) --model $(MODEL) --params $(QUANT_PARAMS) \
 RUNTIME_PACKAGES := numpy onnxruntime flatbuffers protobuf packaging \
                     starlette uvicorn prometheus-client anyio h11 idna click typing_extensions
 WHEEL_PLATFORMS  := manylinux_2_28_$(WHEEL_ARCH) manylinux_2_27_$(WHEEL_ARCH) manylinux_2_17_$(WHEEL_ARCH) manylinux2014_$(WHEEL_ARCH)
+# make compat's runtimes: onnxruntime releases users still pin (1.16 and 1.17 load IR 9 at most;
+# 1.24.4 is the last and 1.25.0 the first with the DequantizeLinear -> MatMul fusion), each in a
+# venv under COMPAT_DIR from pipeline/compat/envs/NAME.txt; the pinned onnxruntime and onnx's
+# reference evaluator from .venv; OpenVINO and tract in venvs of their own; onnxruntime-node.
+COMPAT_ORT_ENVS   := onnxruntime-1.16.3 onnxruntime-1.17.3 onnxruntime-1.20.1 onnxruntime-1.24.4 onnxruntime-1.25.0
+COMPAT_OTHER_ENVS := openvino tract
+COMPAT_PY_ENVS    := $(COMPAT_ORT_ENVS) $(COMPAT_OTHER_ENVS)
+COMPAT_RUNTIMES := $(foreach e,$(COMPAT_ORT_ENVS),onnxruntime:$(COMPAT_DIR)/$(e)/bin/python) \
+                   onnxruntime:$(PY) reference:$(PY) \
+                   $(foreach e,$(COMPAT_OTHER_ENVS),$(e):$(COMPAT_DIR)/$(e)/bin/python) onnxruntime-node:$(COMPAT_DIR)/node
+COMPAT_STAMPS := $(foreach e,$(COMPAT_PY_ENVS) node,$(COMPAT_DIR)/$(e)/.installed)
 # The image ships these artifacts (see Dockerfile).
 IMAGE_ARTIFACTS := $(ONNX_MODELS) $(MANIFEST) $(SAMPLE)
 # Download pinned wheels for the image's platform: $(call DOWNLOAD_WHEELS,requirements-file)
@@ -159,6 +179,10 @@ verify: $(MANIFEST)
 .PHONY: compare  ## Print the size and R2 table of every variant (file targets compare.json, compare.md)
 compare: $(COMPARE_MD)
 	@cat $(COMPARE_MD)
+
+.PHONY: compat   ## Run the 3 models on onnxruntime 1.16-1.25 and pinned, onnxruntime-node, OpenVINO, tract, the ONNX reference
+compat: $(COMPAT_MD)
+	@cat $(COMPAT_MD)
 
 .PHONY: optimality ## The quantizer at every width 2-8 against a dense brute-force search and naive rounding
 optimality: $(SPLIT) $(MODEL)
@@ -248,6 +272,22 @@ $(VENV)/.spark-installed: $(VENV)/.installed requirements-spark.txt
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-spark.txt
 	touch $@
 
+# make compat's runtimes: every requirement pinned in its file, so --no-deps installs exactly those.
+$(COMPAT_DIR)/%/.installed: pipeline/compat/envs/%.txt
+	rm -rf $(COMPAT_DIR)/$*
+	$(PYTHON) -m venv $(COMPAT_DIR)/$*
+	$(COMPAT_DIR)/$*/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: -r $<
+	touch $@
+
+# onnxruntime-node from its lock file. --ignore-scripts: its postinstall only downloads CUDA
+# binaries, which fails offline; the CPU binaries come inside the npm package.
+$(COMPAT_DIR)/node/.installed: pipeline/compat/node/package.json pipeline/compat/node/package-lock.json
+	@command -v $(NPM) >/dev/null || { echo "make compat: $(NPM) is not on PATH; install Node.js 18 or newer with npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	rm -rf $(COMPAT_DIR)/node && mkdir -p $(COMPAT_DIR)/node
+	cp $^ $(COMPAT_DIR)/node/
+	cd $(COMPAT_DIR)/node && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
 $(VENV)/.lint-installed: $(VENV)/.installed Makefile
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(LINT_TOOLS)
 	touch $@
@@ -289,6 +329,11 @@ $(MANIFEST): $(PRODUCTS) $(MANIFEST_PY)
 
 $(COMPARE_JSON) $(COMPARE_MD) &: $(SPLIT) $(MODEL) $(QUANT_PARAMS) $(ONNX_MODELS) $(COMPARE_PY)
 	$(PY) -m pipeline.compare $(MODEL_ARGS) --json $(COMPARE_JSON) --markdown $(COMPARE_MD)
+
+$(COMPAT_JSON) $(COMPAT_MD) &: $(SPLIT) $(ONNX_MODELS) $(QUANT_PARAMS) $(COMPAT_PY) $(COMPAT_RUNNERS) $(COMPAT_STAMPS)
+	$(PY) -m pipeline.compat.matrix --split $(SPLIT) --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) \
+	  --uint8 $(ONNX_UINT8) --hazard-params $(QUANT_PARAMS) $(addprefix --runtime ,$(COMPAT_RUNTIMES)) \
+	  --json $(COMPAT_JSON) --markdown $(COMPAT_MD)
 
 # ---- Images -------------------------------------------------------------------------------
 # Each build runs from a staged context holding exactly what its Dockerfile copies.

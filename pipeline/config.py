@@ -47,6 +47,8 @@ ARTIFACT_NAMES: dict[str, str] = {
     "manifest": "manifest.json",
     "compare_json": "compare.json",
     "compare_md": "compare.md",
+    "compat_json": "compat.json",
+    "compat_md": "compat.md",
 }
 MODEL_VARIANTS = ("uint8", "dequant", "float")  # runtime's --model choices, default first
 ONNX_NAMES = {v: ARTIFACT_NAMES[f"onnx_{v}"] for v in MODEL_VARIANTS}

@@ -8,6 +8,10 @@ TOL_FLOAT_VS_SKLEARN = 1e-4
 TOL_DEQUANT_VS_SKLEARN = 1e-4
 # float32 rounding of sums whose terms reach +-50; a real defect shows as 1e-2 or more.
 TOL_UINT8_VS_DEQUANT = 5e-5
+# make compat: every runtime against the pinned onnxruntime, on the test split. Another
+# summation order costs a few float32 ulps of the terms (measured: 7.6e-6); bf16 arithmetic
+# costs 0.25, the MatMulNBits fusion several units.
+TOL_COMPAT = 1e-4
 
 # ---- The accuracy promised at 8 bits (README), on the real data ---------------------------
 # Training MSE of the 8-bit model at most this much above the float model's (relative).

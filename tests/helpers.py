@@ -10,11 +10,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 from sklearn.linear_model import LinearRegression
 
-from pipeline import artifacts, config, export, manifest, onnx_spec
+from pipeline import artifacts, config, export, manifest
 from pipeline.qparams import QuantParams
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,23 +105,6 @@ def records(X: np.ndarray) -> list[dict]:
 
 def dumps_lines(recs: list[dict]) -> str:
     return "".join(json.dumps(r) + "\n" for r in recs)
-
-
-def matmul_dequant_model(params: QuantParams) -> onnx.ModelProto:
-    """The obvious graph, DequantizeLinear -> MatMul, which onnxruntime's default optimizer
-    fuses into MatMulNBits (quantizing the input too). Kept to prove verify catches it."""
-    inits = [numpy_helper.from_array(params.codes.reshape(8, 1), "q"),
-             numpy_helper.from_array(np.array(params.scale, np.float32), "s"),
-             numpy_helper.from_array(np.array(params.zero_point, np.uint8), "z"),
-             numpy_helper.from_array(np.array([params.intercept], np.float32), "b")]
-    nodes = [helper.make_node("DequantizeLinear", ["q", "s", "z"], ["w"]),
-             helper.make_node("MatMul", [onnx_spec.INPUT_NAME, "w"], ["xw"]),
-             helper.make_node("Add", ["xw", "b"], [onnx_spec.OUTPUT_NAME])]
-    inputs = [helper.make_tensor_value_info(onnx_spec.INPUT_NAME, TensorProto.FLOAT, [None, 8])]
-    outputs = [helper.make_tensor_value_info(onnx_spec.OUTPUT_NAME, TensorProto.FLOAT, [None, 1])]
-    graph = helper.make_graph(nodes, "matmul", inputs, outputs, inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_spec.ONNX_OPSET)],
-                             ir_version=onnx_spec.ONNX_IR_VERSION)
 
 
 # ---- Synthetic quantization problems and brute-force references -----------------------------

@@ -22,6 +22,7 @@ STAGE_CODE = {
     "EXPORT_PY": "pipeline/export.py",
     "MANIFEST_PY": "pipeline/manifest.py",
     "COMPARE_PY": "pipeline/compare.py",
+    "COMPAT_PY": "pipeline/compat/matrix.py",
     "RUNTIME_PY": "pipeline/runtime/__main__.py",
 }
 

@@ -1,0 +1,234 @@
+"""`make compat`: the three ONNX models on every runtime they are handed to, side by side.
+
+    python -m pipeline.compat.matrix --split artifacts/split.npz --float artifacts/model_float.onnx \\
+        --dequant artifacts/model_dequant.onnx --uint8 artifacts/model_uint8.onnx \\
+        --runtime onnxruntime:.venv-compat/onnxruntime-1.16.3/bin/python ... \\
+        --runtime onnxruntime-node:.venv-compat/node --json artifacts/compat.json --markdown artifacts/compat.md
+
+With --hazard-params, each runtime also runs the uint8 model's weights as DequantizeLinear ->
+MatMul, the graph this project does not ship (pipeline.compat.hazard): reported, to show which
+runtimes rewrite it wrongly, and never failing the target.
+
+Each --runtime is KIND:WHERE. KIND is onnxruntime, openvino, tract or reference, run by
+pipeline/compat/runner.py under the Python WHERE (each in a venv of its own), or
+onnxruntime-node, run by pipeline/compat/node/runner.js with the node_modules under WHERE. Each
+runs every model under every setting it has (graph optimization levels, precision modes) on
+the test split. A cell passes when the model loads and its predictions are within
+tolerances.TOL_COMPAT of the pinned onnxruntime's, run here with every graph optimization
+disabled: the graph as written, before any runtime rewrites it. Exit 1, after the
+matrix is printed, when any cell fails; the reports are written either way.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from pipeline import artifacts, data, qparams, tolerances, verify
+from pipeline.compat import hazard
+from pipeline.errors import UserError, run_cli
+from pipeline.metrics import regression_metrics
+
+HERE = Path(__file__).resolve().parent
+PYTHON_KINDS = ("onnxruntime", "openvino", "tract", "reference")
+NODE_KIND = "onnxruntime-node"
+VARIANTS = ("float", "dequant", "uint8")
+RUNNER_TIMEOUT_S = 600
+
+
+class CompatFailure(UserError):
+    """A model that does not load or predicts differently somewhere: the target fails."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Runtime:
+    kind: str
+    where: Path
+
+    @classmethod
+    def parse(cls, spec: str) -> Runtime:
+        kind, sep, where = spec.partition(":")
+        if not sep or kind not in (*PYTHON_KINDS, NODE_KIND) or not where:
+            raise UserError(f"--runtime {spec!r}: expected KIND:PATH with KIND one of "
+                            f"{', '.join((*PYTHON_KINDS, NODE_KIND))}")
+        if not Path(where).exists():
+            raise UserError(f"--runtime {spec!r}: {where} does not exist; `make compat` installs it")
+        return cls(kind, Path(where))
+
+    def command(self) -> list[str]:
+        if self.kind == NODE_KIND:
+            node = shutil.which("node")
+            if node is None:
+                raise UserError("node is not on PATH; install Node.js 18 or newer (Debian: apt-get install nodejs npm)")
+            return [node, str(HERE / "node" / "runner.js"), str(self.where.resolve())]
+        return [str(self.where), str(HERE / "runner.py"), self.kind]
+
+
+def run_runtime(runtime: Runtime, models: dict[str, Path], X_path: Path, rows: int, out: Path) -> dict:
+    """The runner's JSON report, its predictions loaded; a runner that crashes fails every cell."""
+    out.mkdir()
+    cmd = [*runtime.command(), "--rows", str(rows), "--input", str(X_path), "--out", str(out),
+           *(f"{name}={path.resolve()}" for name, path in models.items())]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=RUNNER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"engine": runtime.kind, "version": "?", "crashed": f"no answer in {RUNNER_TIMEOUT_S} s"}
+    if done.returncode != 0 or not done.stdout.strip():
+        last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        return {"engine": runtime.kind, "version": "?", "crashed": last[:300]}
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for result in report["results"]:
+        if "predictions" in result:
+            result["values"] = np.fromfile(result.pop("predictions"), dtype="<f4").astype(np.float64)
+    return report
+
+
+def score(result: dict, reference: np.ndarray, y: np.ndarray) -> dict:
+    """One cell: loads, test R², max |diff| against the pinned onnxruntime, pass or fail."""
+    cell = {"model": result["model"], "setting": result["setting"], "shipped": result["model"] in VARIANTS}
+    if "values" not in result:
+        return {**cell, "loads": False, "error": result.get("error", "no predictions"), "ok": False}
+    got = result["values"]
+    diff = float(np.max(np.abs(got - reference)))
+    return {**cell, "loads": True, "test_r2": regression_metrics(y, got)["r2"], "max_abs_diff": diff,
+            "ok": bool(diff <= tolerances.TOL_COMPAT)}
+
+
+def evaluate(runtimes: list[Runtime], models: dict[str, Path], split: data.Split, work: Path) -> list[dict]:
+    """One entry per runtime: its engine, version and every cell. work: a scratch folder."""
+    X = split.X_test.astype(np.float32)
+    unoptimized = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    references = {name: verify.run_session(verify.make_session(str(path), unoptimized), X)
+                  for name, path in models.items()}
+    rows = []
+    X_path = work / "X.f32"
+    X.astype("<f4").tofile(X_path)
+    for i, runtime in enumerate(runtimes):
+        report = run_runtime(runtime, models, X_path, len(X), work / str(i))
+        if "crashed" in report:
+            cells = [{"model": m, "setting": "-", "shipped": m in VARIANTS, "loads": False,
+                      "error": report["crashed"], "ok": False} for m in models]
+        else:
+            cells = [score(r, references[r["model"]], split.y_test) for r in report["results"]]
+        rows.append({"engine": report["engine"], "version": report["version"], "where": str(runtime.where),
+                     "cells": cells})
+        shipped = [c for c in cells if c["shipped"]]
+        print(f"compat: {report['engine']} {report['version']}: "
+              f"{sum(c['ok'] for c in shipped)}/{len(shipped)} pass", file=sys.stderr)
+    return rows
+
+
+def cell_text(cell: dict) -> str:
+    if not cell["loads"]:
+        return f"does not load: {cell['error'][:80]}"
+    mark = "ok" if cell["ok"] else "WRONG"
+    return f"{mark}, R² {cell['test_r2']:.4f}, {cell['max_abs_diff']:.1e}"
+
+
+def short_setting(setting: str) -> str:
+    """ORT_ENABLE_BASIC -> BASIC, graphOptimizationLevel=all -> all: the table's own words."""
+    for prefix in ("ORT_ENABLE_", "ORT_", "graphOptimizationLevel="):
+        setting = setting.removeprefix(prefix)
+    return setting
+
+
+def worst_cell(cells: list[dict]) -> dict:
+    failing = [c for c in cells if not c["ok"]]
+    return failing[0] if failing else max(cells, key=lambda c: c["max_abs_diff"])
+
+
+def markdown(rows: list[dict]) -> str:
+    """One row per runtime: every setting it ran, and each model's worst cell over them; then,
+    if it ran, where the graph not shipped goes wrong."""
+    lines = ["| runtime | version | settings run | " + " | ".join(VARIANTS) + " |",
+             "|---|---|---|" + "---|" * len(VARIANTS)]
+    for row in rows:
+        settings = ", ".join(short_setting(s) for s in dict.fromkeys(c["setting"] for c in row["cells"]))
+        worst = [cell_text(worst_cell([c for c in row["cells"] if c["model"] == v])) for v in VARIANTS]
+        lines.append(f"| {row['engine']} | {row['version'].split('-')[0]} | {settings} | " + " | ".join(worst) + " |")
+    if any(c["model"] == hazard.NAME for row in rows for c in row["cells"]):
+        lines += ["", f"| runtime | version | {hazard.NAME} (not shipped): settings that get it wrong |",
+                  "|---|---|---|"]
+        for row in rows:
+            cells = [c for c in row["cells"] if c["model"] == hazard.NAME]
+            wrong = [c for c in cells if not c["ok"]]
+            verdict = (f"{', '.join(short_setting(c['setting']) for c in wrong)} ({cell_text(wrong[0])})"
+                       if wrong else "none")
+            lines.append(f"| {row['engine']} | {row['version'].split('-')[0]} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def terminal_table(rows: list[dict]) -> str:
+    """Every cell: one line per runtime and setting."""
+    models = list(dict.fromkeys(c["model"] for row in rows for c in row["cells"]))
+    width = max(len(short_setting(c["setting"])) for row in rows for c in row["cells"])
+    header = f"{'runtime':<17} {'version':<10} {'setting':<{width}} " + " ".join(f"{v:<30}" for v in models)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        settings = list(dict.fromkeys(c["setting"] for c in row["cells"]))
+        for setting in settings:
+            by_model = {c["model"]: c for c in row["cells"] if c["setting"] == setting}
+            lines.append(f"{row['engine']:<17} {row['version'].split('-')[0]:<10} {short_setting(setting):<{width}} "
+                         + " ".join(f"{cell_text(by_model[v]) if v in by_model else '-':<30}" for v in models))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pipeline.compat.matrix", description=__doc__.splitlines()[0])
+    parser.add_argument("--split", type=Path, required=True, help="input: the split from pipeline.data")
+    for variant in VARIANTS:
+        parser.add_argument(f"--{variant}", type=Path, required=True, help=f"input: the {variant} ONNX model")
+    parser.add_argument("--hazard-params", type=Path, help="input: the quantization parameters; also run "
+                        "their DequantizeLinear -> MatMul graph (not shipped, reported only)")
+    parser.add_argument("--runtime", action="append", default=[], metavar="KIND:PATH",
+                        help="a runtime to run the models on (repeat)")
+    parser.add_argument("--json", type=Path, required=True, help="output: every cell (JSON)")
+    parser.add_argument("--markdown", type=Path, required=True, help="output: one row per runtime (Markdown)")
+    args = parser.parse_args(argv)
+    runtimes = [Runtime.parse(spec) for spec in args.runtime]
+    if not runtimes:
+        parser.error("give at least one --runtime")
+    models = {v: getattr(args, v) for v in VARIANTS}
+    missing = [str(p) for p in models.values() if not p.is_file()]
+    if missing:
+        raise UserError(f"missing {', '.join(missing)}; run `make all` first")
+    split = data.load_split(args.split)
+    with tempfile.TemporaryDirectory(prefix="housing-compat-") as tmp:
+        work = Path(tmp)
+        if args.hazard_params is not None:
+            models[hazard.NAME] = work / f"{hazard.NAME}.onnx"
+            models[hazard.NAME].write_bytes(
+                hazard.matmul_dequant_model(qparams.load_params(args.hazard_params)).SerializeToString())
+        rows = evaluate(runtimes, models, split, work)
+    print(terminal_table(rows))
+    artifacts.write_json(args.json, {
+        "tolerance": tolerances.TOL_COMPAT, "reference": f"onnxruntime {ort.__version__}, ORT_DISABLE_ALL",
+        "rows_checked": int(split.X_test.shape[0]), "runtimes": rows,
+        "provenance": artifacts.provenance("compat", {"split": args.split, **{v: models[v] for v in VARIANTS},
+                                                      **({"quant_params": args.hazard_params}
+                                                         if args.hazard_params else {})}),
+    })
+    artifacts.write_text(args.markdown, markdown(rows))
+    shipped = sum(c["shipped"] for r in rows for c in r["cells"])
+    failed = [(r["engine"], r["version"], c) for r in rows for c in r["cells"] if c["shipped"] and not c["ok"]]
+    if failed:
+        engine, version, cell = failed[0]
+        raise CompatFailure(f"{len(failed)} of {shipped} cells fail, the first "
+                            f"{cell['model']} on {engine} {version} ({cell['setting']}): {cell_text(cell)}")
+    print(f"compat: every model loads and agrees within {tolerances.TOL_COMPAT:g} on "
+          f"{len(rows)} runtimes ({shipped} cells)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, "pipeline.compat.matrix")

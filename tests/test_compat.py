@@ -1,0 +1,75 @@
+"""make compat's driver and runner on the engines .venv has: the pinned onnxruntime and onnx's
+reference evaluator. The full matrix (older onnxruntime releases, OpenVINO, tract,
+onnxruntime-node) is `make compat`, which .ci/run runs."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+from helpers import run_module
+from pipeline import config, qparams, tolerances
+from pipeline.compat.hazard import matmul_dequant_model
+
+ENGINES_HERE = [f"onnxruntime:{sys.executable}", f"reference:{sys.executable}"]
+
+
+def matrix_args(built: Path, out: Path, runtimes: list[str], **models: Path) -> list[str]:
+    paths = {v: models.get(v, built / config.ONNX_NAMES[v]) for v in ("float", "dequant", "uint8")}
+    return ["--split", str(built / config.ARTIFACT_NAMES["split"]),
+            *(a for v, p in paths.items() for a in (f"--{v}", str(p))),
+            *(a for r in runtimes for a in ("--runtime", r)),
+            "--json", str(out / "compat.json"), "--markdown", str(out / "compat.md")]
+
+
+def test_every_model_agrees_on_the_pinned_onnxruntime_and_the_reference_evaluator(built, tmp_path):
+    result = run_module("pipeline.compat.matrix", *matrix_args(built, tmp_path, ENGINES_HERE))
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads((tmp_path / "compat.json").read_text())
+    assert report["tolerance"] == tolerances.TOL_COMPAT
+    onnxruntime, reference = report["runtimes"]
+    assert onnxruntime["version"] == ort.__version__
+    # A plain session plus every optimization level, for each of the three models.
+    levels = len(ort.GraphOptimizationLevel.__members__) + 1
+    assert len(onnxruntime["cells"]) == 3 * levels and len(reference["cells"]) == 3
+    for cell in onnxruntime["cells"] + reference["cells"]:
+        assert cell["loads"] and cell["ok"] and cell["max_abs_diff"] <= tolerances.TOL_COMPAT, cell
+        assert cell["test_r2"] > tolerances.PUBLISHED_TEST_R2 - 0.01
+    table = (tmp_path / "compat.md").read_text().splitlines()
+    assert len(table) == 2 + 2 and all(line.count("ok, R²") == 3 for line in table[2:])
+
+
+def test_a_model_that_a_runtime_computes_differently_fails_the_matrix(built, tmp_path):
+    """The DequantizeLinear -> MatMul graph: onnxruntime's optimizer fuses it into MatMulNBits,
+    so the optimized sessions disagree with the unoptimized reference."""
+    params = qparams.load_params(built / config.ARTIFACT_NAMES["quant_params"])
+    fused = tmp_path / "matmul.onnx"
+    fused.write_bytes(matmul_dequant_model(params).SerializeToString())
+    result = run_module("pipeline.compat.matrix", *matrix_args(built, tmp_path, ENGINES_HERE[:1], uint8=fused))
+    stderr = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1 and "cells fail" in stderr[-1] and "uint8 on onnxruntime" in stderr[-1]
+    cells = json.loads((tmp_path / "compat.json").read_text())["runtimes"][0]["cells"]
+    wrong = {c["setting"] for c in cells if not c["ok"]}
+    assert {"default", "ORT_ENABLE_ALL"} <= wrong and "ORT_DISABLE_ALL" not in wrong
+    assert all(c["ok"] for c in cells if c["model"] != "uint8")
+
+
+def test_a_runtime_that_crashes_fails_each_of_its_cells(built, tmp_path):
+    result = run_module("pipeline.compat.matrix", *matrix_args(built, tmp_path, ["tract:/bin/false"]))
+    assert result.returncode == 1
+    (row,) = json.loads((tmp_path / "compat.json").read_text())["runtimes"]
+    assert len(row["cells"]) == 3 and not any(c["loads"] or c["ok"] for c in row["cells"])
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("tvm:/usr/bin/python3", "KIND one of"),
+    ("openvino:/nonexistent/python", "does not exist"),
+])
+def test_a_bad_runtime_is_one_line_before_anything_runs(built, tmp_path, spec, message):
+    result = run_module("pipeline.compat.matrix", *matrix_args(built, tmp_path, [spec]))
+    stderr = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2 and len(stderr) == 1 and message in stderr[0]
+    assert not (tmp_path / "compat.json").exists()
