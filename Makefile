@@ -88,6 +88,9 @@ COMPARE_JSON  := $(call art,compare_json)
 COMPARE_MD    := $(call art,compare_md)
 COMPAT_JSON   := $(call art,compat_json)
 COMPAT_MD     := $(call art,compat_md)
+SWEEP_JSON    := $(call art,sweep_json)
+SWEEP_MD      := $(call art,sweep_md)
+SWEEP_PNG     := $(call art,sweep_png)
 ONNX_MODELS   := $(ONNX_FLOAT) $(ONNX_DEQUANT) $(ONNX_UINT8)
 # What `make all` produces; the manifest records the sha256 and size of each.
 PRODUCTS := $(SPLIT) $(SAMPLE) $(DATA_REPORT) $(MODEL) $(TRAIN_METRICS) $(QUANT_PARAMS) $(QUANT_REPORT) \
@@ -108,6 +111,7 @@ EXPORT_PY   := pipeline/export.py pipeline/verify.py pipeline/onnx_spec.py pipel
 MANIFEST_PY := pipeline/manifest.py pipeline/__init__.py pipeline/errors.py pipeline/artifacts.py $(FILES_PY)
 COMPARE_PY  := pipeline/compare.py pipeline/verify.py pipeline/tolerances.py pipeline/qparams.py \
                pipeline/metrics.py $(DATA_PY)
+SWEEP_PY    := pipeline/sweep.py $(QUANTIZE_PY)
 # make compat runs the runners in other venvs and in node; they import nothing of the pipeline.
 COMPAT_PY   := pipeline/compat/__init__.py pipeline/compat/matrix.py pipeline/compat/hazard.py pipeline/onnx_spec.py \
                pipeline/qparams.py pipeline/verify.py pipeline/tolerances.py pipeline/metrics.py $(DATA_PY)
@@ -183,6 +187,10 @@ compare: $(COMPARE_MD)
 .PHONY: compat   ## Run the 3 models on onnxruntime 1.16-1.25 and pinned, onnxruntime-node, OpenVINO, tract, the ONNX reference
 compat: $(COMPAT_MD)
 	@cat $(COMPAT_MD)
+
+.PHONY: sweep    ## Quantize at every width 2-8 against naive rounding: sweep.json, sweep.md and the plot sweep.png
+sweep: $(SWEEP_MD)
+	@cat $(SWEEP_MD)
 
 .PHONY: optimality ## The quantizer at every width 2-8 against a dense brute-force search and naive rounding
 optimality: $(SPLIT) $(MODEL)
@@ -262,7 +270,7 @@ $(SERVE_BENCH_VENV)/.installed: requirements-serve-bench.txt
 	$(SERVE_BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-serve-bench.txt
 	touch $@
 
-# Test-only packages (Hypothesis, tritonclient), pinned in their own file: never in the runtime image.
+# Test-only packages (Hypothesis, tritonclient, matplotlib), pinned in their own file: never in the runtime image.
 $(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
@@ -334,6 +342,11 @@ $(COMPAT_JSON) $(COMPAT_MD) &: $(SPLIT) $(ONNX_MODELS) $(QUANT_PARAMS) $(COMPAT_
 	$(PY) -m pipeline.compat.matrix --split $(SPLIT) --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) \
 	  --uint8 $(ONNX_UINT8) --hazard-params $(QUANT_PARAMS) $(addprefix --runtime ,$(COMPAT_RUNTIMES)) \
 	  --json $(COMPAT_JSON) --markdown $(COMPAT_MD)
+
+# matplotlib draws the plot: a test requirement (requirements-test.txt), never in the image.
+$(SWEEP_JSON) $(SWEEP_MD) $(SWEEP_PNG) &: $(SPLIT) $(MODEL) $(SWEEP_PY) $(VENV)/.test-installed
+	$(PY) -m pipeline.sweep --split $(SPLIT) --model $(MODEL) \
+	  --json $(SWEEP_JSON) --markdown $(SWEEP_MD) --png $(SWEEP_PNG)
 
 # ---- Images -------------------------------------------------------------------------------
 # Each build runs from a staged context holding exactly what its Dockerfile copies.

@@ -49,6 +49,9 @@ ARTIFACT_NAMES: dict[str, str] = {
     "compare_md": "compare.md",
     "compat_json": "compat.json",
     "compat_md": "compat.md",
+    "sweep_json": "sweep.json",
+    "sweep_md": "sweep.md",
+    "sweep_png": "sweep.png",
 }
 MODEL_VARIANTS = ("uint8", "dequant", "float")  # runtime's --model choices, default first
 ONNX_NAMES = {v: ARTIFACT_NAMES[f"onnx_{v}"] for v in MODEL_VARIANTS}

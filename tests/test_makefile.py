@@ -23,6 +23,7 @@ STAGE_CODE = {
     "MANIFEST_PY": "pipeline/manifest.py",
     "COMPARE_PY": "pipeline/compare.py",
     "COMPAT_PY": "pipeline/compat/matrix.py",
+    "SWEEP_PY": "pipeline/sweep.py",
     "RUNTIME_PY": "pipeline/runtime/__main__.py",
 }
 
