@@ -113,8 +113,7 @@ COMPARE_PY  := pipeline/compare.py pipeline/verify.py pipeline/tolerances.py pip
                pipeline/metrics.py $(DATA_PY)
 SWEEP_PY    := pipeline/sweep.py $(QUANTIZE_PY)
 # make compat runs the runners in other venvs and in node; they import nothing of the pipeline.
-COMPAT_PY   := pipeline/compat/__init__.py pipeline/compat/matrix.py pipeline/compat/hazard.py pipeline/onnx_spec.py \
-               pipeline/qparams.py pipeline/verify.py pipeline/tolerances.py pipeline/metrics.py $(DATA_PY)
+COMPAT_PY   := pipeline/compat/__init__.py pipeline/compat/matrix.py pipeline/compat/rejected.py $(EXPORT_PY)
 COMPAT_RUNNERS := pipeline/compat/runner.py pipeline/compat/node/runner.js
 # The runtime image's code (see Dockerfile): the shared modules and the runtime package.
 RUNTIME_PY  := $(SHARED_PY) $(addprefix pipeline/runtime/,__init__.py __main__.py cli.py files.py integrity.py \
@@ -338,9 +337,9 @@ $(MANIFEST): $(PRODUCTS) $(MANIFEST_PY)
 $(COMPARE_JSON) $(COMPARE_MD) &: $(SPLIT) $(MODEL) $(QUANT_PARAMS) $(ONNX_MODELS) $(COMPARE_PY)
 	$(PY) -m pipeline.compare $(MODEL_ARGS) --json $(COMPARE_JSON) --markdown $(COMPARE_MD)
 
-$(COMPAT_JSON) $(COMPAT_MD) &: $(SPLIT) $(ONNX_MODELS) $(QUANT_PARAMS) $(COMPAT_PY) $(COMPAT_RUNNERS) $(COMPAT_STAMPS)
+$(COMPAT_JSON) $(COMPAT_MD) &: $(SPLIT) $(ONNX_MODELS) $(MODEL) $(QUANT_PARAMS) $(COMPAT_PY) $(COMPAT_RUNNERS) $(COMPAT_STAMPS)
 	$(PY) -m pipeline.compat.matrix --split $(SPLIT) --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) \
-	  --uint8 $(ONNX_UINT8) --hazard-params $(QUANT_PARAMS) $(addprefix --runtime ,$(COMPAT_RUNTIMES)) \
+	  --uint8 $(ONNX_UINT8) --model $(MODEL) --params $(QUANT_PARAMS) $(addprefix --runtime ,$(COMPAT_RUNTIMES)) \
 	  --json $(COMPAT_JSON) --markdown $(COMPAT_MD)
 
 # matplotlib draws the plot: a test requirement (requirements-test.txt), never in the image.

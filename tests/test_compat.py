@@ -12,7 +12,8 @@ import pytest
 
 from helpers import run_module
 from pipeline import config, qparams, tolerances
-from pipeline.compat.hazard import matmul_dequant_model
+from pipeline.compat import rejected
+from pipeline.compat.rejected import matmul_dequant_model
 
 ENGINES_HERE = [f"onnxruntime:{sys.executable}", f"reference:{sys.executable}"]
 
@@ -73,3 +74,32 @@ def test_a_bad_runtime_is_one_line_before_anything_runs(built, tmp_path, spec, m
     stderr = result.stderr.decode().strip().splitlines()
     assert result.returncode == 2 and len(stderr) == 1 and message in stderr[0]
     assert not (tmp_path / "compat.json").exists()
+
+
+def test_the_graphs_not_shipped_are_reported_and_never_fail_the_target(built, tmp_path):
+    """With --model and --params the matrix also runs each rejected graph: the pinned
+    onnxruntime fuses the MatMul form wrongly and the reference evaluator refuses opset 13, yet
+    the target passes, because only the shipped models decide it."""
+    extra = ["--model", str(built / config.ARTIFACT_NAMES["model"]),
+             "--params", str(built / config.ARTIFACT_NAMES["quant_params"])]
+    result = run_module("pipeline.compat.matrix", *matrix_args(built, tmp_path, ENGINES_HERE), *extra)
+    assert result.returncode == 0, result.stderr.decode()
+    onnxruntime, reference = json.loads((tmp_path / "compat.json").read_text())["runtimes"]
+    names = {r.name for r in rejected.REJECTED}
+    assert {c["model"] for c in onnxruntime["cells"] if not c["shipped"]} == names
+
+    def cells(row, model):
+        return {c["setting"]: c for c in row["cells"] if c["model"] == model}
+
+    fused = cells(onnxruntime, "uint8 as MatMul")
+    assert not fused["default"]["ok"] and fused["default"]["test_r2"] < 0 and fused["ORT_DISABLE_ALL"]["ok"]
+    (opset13,) = cells(reference, "uint8 at opset 13").values()
+    assert not opset13["loads"] and "DequantizeLinear" in opset13["error"]
+    table = (tmp_path / "compat.md").read_text()
+    assert "| onnxruntime | " + ort.__version__ in table and "does not load" in table
+
+
+def test_model_and_params_go_together(built, tmp_path):
+    result = run_module("pipeline.compat.matrix", *matrix_args(built, tmp_path, ENGINES_HERE),
+                        "--model", str(built / config.ARTIFACT_NAMES["model"]))
+    assert result.returncode == 2 and b"--model and --params go together" in result.stderr

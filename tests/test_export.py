@@ -10,7 +10,7 @@ from onnx import TensorProto, numpy_helper
 
 from helpers import california_like_rows, linear_model, random_params
 from pipeline import config, export, onnx_spec, tolerances, verify
-from pipeline.compat.hazard import matmul_dequant_model
+from pipeline.compat.rejected import matmul_dequant_model
 
 LEVELS = list(verify.optimization_levels().items())
 

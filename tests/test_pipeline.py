@@ -11,7 +11,7 @@ import pytest
 
 from helpers import make, run_module, stage_commands
 from pipeline import config, data, export, optimality, quant_eval, quantize, quantizer, tolerances, train, verify
-from pipeline.compat.hazard import matmul_dequant_model
+from pipeline.compat.rejected import matmul_dequant_model
 from pipeline.qparams import load_params, predict
 from pipeline.metrics import regression_metrics
 from pipeline.runtime.files import sha256_file

@@ -5,9 +5,10 @@
         --runtime onnxruntime:.venv-compat/onnxruntime-1.16.3/bin/python ... \\
         --runtime onnxruntime-node:.venv-compat/node --json artifacts/compat.json --markdown artifacts/compat.md
 
-With --hazard-params, each runtime also runs the uint8 model's weights as DequantizeLinear ->
-MatMul, the graph this project does not ship (pipeline.compat.hazard): reported, to show which
-runtimes rewrite it wrongly, and never failing the target.
+With --model and --params (the sklearn model and the quantization parameters), each runtime
+also runs the graphs the export chose not to write (pipeline.compat.rejected), each one change
+away from a shipped model: reported, as the evidence for those choices, and never failing the
+target.
 
 Each --runtime is KIND:WHERE. KIND is onnxruntime, openvino, tract or reference, run by
 pipeline/compat/runner.py under the Python WHERE (each in a venv of its own), or
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import joblib
 import shutil
 import subprocess
 import sys
@@ -33,7 +35,7 @@ import numpy as np
 import onnxruntime as ort
 
 from pipeline import artifacts, data, qparams, tolerances, verify
-from pipeline.compat import hazard
+from pipeline.compat import rejected
 from pipeline.errors import UserError, run_cli
 from pipeline.metrics import regression_metrics
 
@@ -156,21 +158,36 @@ def markdown(rows: list[dict]) -> str:
         settings = ", ".join(short_setting(s) for s in dict.fromkeys(c["setting"] for c in row["cells"]))
         worst = [cell_text(worst_cell([c for c in row["cells"] if c["model"] == v])) for v in VARIANTS]
         lines.append(f"| {row['engine']} | {row['version'].split('-')[0]} | {settings} | " + " | ".join(worst) + " |")
-    if any(c["model"] == hazard.NAME for row in rows for c in row["cells"]):
-        lines += ["", f"| runtime | version | {hazard.NAME} (not shipped): settings that get it wrong |",
-                  "|---|---|---|"]
-        for row in rows:
-            cells = [c for c in row["cells"] if c["model"] == hazard.NAME]
-            wrong = [c for c in cells if not c["ok"]]
-            verdict = (f"{', '.join(short_setting(c['setting']) for c in wrong)} ({cell_text(wrong[0])})"
-                       if wrong else "none")
-            lines.append(f"| {row['engine']} | {row['version'].split('-')[0]} | {verdict} |")
+    names = [r.name for r in rejected.REJECTED if any(c["model"] == r.name for row in rows for c in row["cells"])]
+    if names:
+        lines += ["", rejected_table(rows, names)]
     return "\n".join(lines) + "\n"
+
+
+def rejected_verdict(cells: list[dict]) -> str:
+    """ok, does not load, or the settings that get it wrong: one rejected graph on one runtime."""
+    if all(c["ok"] for c in cells):
+        return "ok"
+    if not any(c["loads"] for c in cells):
+        return "does not load"
+    wrong = [c for c in cells if not c["ok"]]
+    worst = max((c for c in wrong if c["loads"]), key=lambda c: c["max_abs_diff"])
+    return f"wrong at {', '.join(short_setting(c['setting']) for c in wrong)} ({worst['max_abs_diff']:.2g})"
+
+
+def rejected_table(rows: list[dict], names: list[str]) -> str:
+    """The graphs not shipped: one row per runtime, one column per graph."""
+    lines = ["| runtime | version | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for row in rows:
+        verdicts = [rejected_verdict([c for c in row["cells"] if c["model"] == n]) for n in names]
+        lines.append(f"| {row['engine']} | {row['version'].split('-')[0]} | " + " | ".join(verdicts) + " |")
+    changes = {r.name: r.change for r in rejected.REJECTED}
+    return "\n".join(lines + [""] + [f"- {n}: {changes[n]}." for n in names])
 
 
 def terminal_table(rows: list[dict]) -> str:
     """Every cell: one line per runtime and setting."""
-    models = list(dict.fromkeys(c["model"] for row in rows for c in row["cells"]))
+    models = VARIANTS
     width = max(len(short_setting(c["setting"])) for row in rows for c in row["cells"])
     header = f"{'runtime':<17} {'version':<10} {'setting':<{width}} " + " ".join(f"{v:<30}" for v in models)
     lines = [header, "-" * len(header)]
@@ -183,18 +200,34 @@ def terminal_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_rejected(model_path: Path, params_path: Path, work: Path) -> dict[str, Path]:
+    """Each graph not shipped, built from the same model and parameters, as a file in work."""
+    try:
+        model, params = joblib.load(model_path), qparams.load_params(params_path)
+    except FileNotFoundError as err:
+        raise UserError(f"{err.filename} is missing; run `make all` first") from None
+    paths = {}
+    for i, graph in enumerate(rejected.REJECTED):
+        paths[graph.name] = work / f"rejected-{i}.onnx"
+        paths[graph.name].write_bytes(graph.build(model, params).SerializeToString())
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline.compat.matrix", description=__doc__.splitlines()[0])
     parser.add_argument("--split", type=Path, required=True, help="input: the split from pipeline.data")
     for variant in VARIANTS:
         parser.add_argument(f"--{variant}", type=Path, required=True, help=f"input: the {variant} ONNX model")
-    parser.add_argument("--hazard-params", type=Path, help="input: the quantization parameters; also run "
-                        "their DequantizeLinear -> MatMul graph (not shipped, reported only)")
+    parser.add_argument("--model", type=Path, help="input: the sklearn model; with --params, also run the "
+                        "graphs not shipped (reported only)")
+    parser.add_argument("--params", type=Path, help="input: the quantization parameters, with --model")
     parser.add_argument("--runtime", action="append", default=[], metavar="KIND:PATH",
                         help="a runtime to run the models on (repeat)")
     parser.add_argument("--json", type=Path, required=True, help="output: every cell (JSON)")
     parser.add_argument("--markdown", type=Path, required=True, help="output: one row per runtime (Markdown)")
     args = parser.parse_args(argv)
+    if (args.model is None) != (args.params is None):
+        parser.error("--model and --params go together")
     runtimes = [Runtime.parse(spec) for spec in args.runtime]
     if not runtimes:
         parser.error("give at least one --runtime")
@@ -205,18 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     split = data.load_split(args.split)
     with tempfile.TemporaryDirectory(prefix="housing-compat-") as tmp:
         work = Path(tmp)
-        if args.hazard_params is not None:
-            models[hazard.NAME] = work / f"{hazard.NAME}.onnx"
-            models[hazard.NAME].write_bytes(
-                hazard.matmul_dequant_model(qparams.load_params(args.hazard_params)).SerializeToString())
+        if args.model is not None:
+            models.update(write_rejected(args.model, args.params, work))
         rows = evaluate(runtimes, models, split, work)
     print(terminal_table(rows))
     artifacts.write_json(args.json, {
         "tolerance": tolerances.TOL_COMPAT, "reference": f"onnxruntime {ort.__version__}, ORT_DISABLE_ALL",
         "rows_checked": int(split.X_test.shape[0]), "runtimes": rows,
         "provenance": artifacts.provenance("compat", {"split": args.split, **{v: models[v] for v in VARIANTS},
-                                                      **({"quant_params": args.hazard_params}
-                                                         if args.hazard_params else {})}),
+                                                      **({"model": args.model, "quant_params": args.params}
+                                                         if args.model else {})}),
     })
     artifacts.write_text(args.markdown, markdown(rows))
     shipped = sum(c["shipped"] for r in rows for c in r["cells"])

@@ -86,9 +86,13 @@ ENGINES = {"onnxruntime": onnxruntime_settings, "openvino": openvino_settings, "
            "reference": reference_settings}
 
 
-def one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return f"{type(err).__name__}: {text[:300]}"
+def one_line(err: BaseException, keep: int = 200) -> str:
+    """The error on one line, its start and its end (onnxruntime names the cause last, tract
+    first), without tract's stack backtrace."""
+    text = " ".join(str(err).split()).split(" Stack backtrace:")[0] or type(err).__name__
+    if len(text) > 2 * keep:
+        text = f"{text[:keep]} ... {text[-keep:]}"
+    return f"{type(err).__name__}: {text}"
 
 
 def main() -> None:

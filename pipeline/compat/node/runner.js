@@ -21,9 +21,11 @@ function parseArgs(argv) {
   return args;
 }
 
-function oneLine(err) {
-  const text = String(err && err.message ? err.message : err).split(/\s+/).join(" ");
-  return `${(err && err.name) || "Error"}: ${text.slice(0, 300)}`;
+// The error on one line, its start and its end, as ../runner.py shortens it.
+function oneLine(err, keep = 200) {
+  let text = String(err && err.message ? err.message : err).split(/\s+/).join(" ");
+  if (text.length > 2 * keep) text = `${text.slice(0, keep)} ... ${text.slice(-keep)}`;
+  return `${(err && err.name) || "Error"}: ${text}`;
 }
 
 async function predict(ort, modelPath, X, rows, level) {
