@@ -103,3 +103,18 @@ def test_model_and_params_go_together(built, tmp_path):
     result = run_module("pipeline.compat.matrix", *matrix_args(built, tmp_path, ENGINES_HERE),
                         "--model", str(built / config.ARTIFACT_NAMES["model"]))
     assert result.returncode == 2 and b"--model and --params go together" in result.stderr
+
+
+@pytest.mark.parametrize("output,error", [
+    ('{"engine": "tract", "version": "0", "results": []}', "the runner reported no result"),
+    ("this is not JSON", "unreadable report from the runner"),
+])
+def test_a_runner_that_reports_nothing_usable_fails_each_cell(built, tmp_path, output, error):
+    """A runner that skips the models, or prints garbage, must not pass by having no cells."""
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\necho '{output}'\n")
+    fake.chmod(0o755)
+    result = run_module("pipeline.compat.matrix", *matrix_args(built, tmp_path, [f"tract:{fake}"]))
+    assert result.returncode == 1, result.stderr.decode()
+    (row,) = json.loads((tmp_path / "compat.json").read_text())["runtimes"]
+    assert len(row["cells"]) == 3 and all(not c["ok"] and error in c["error"] for c in row["cells"])

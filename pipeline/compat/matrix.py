@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import joblib
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import joblib
 import numpy as np
 import onnxruntime as ort
 
@@ -88,10 +88,13 @@ def run_runtime(runtime: Runtime, models: dict[str, Path], X_path: Path, rows: i
     if done.returncode != 0 or not done.stdout.strip():
         last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
         return {"engine": runtime.kind, "version": "?", "crashed": last[:300]}
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    for result in report["results"]:
-        if "predictions" in result:
-            result["values"] = np.fromfile(result.pop("predictions"), dtype="<f4").astype(np.float64)
+    try:
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        for result in report["results"]:
+            if "predictions" in result:
+                result["values"] = np.fromfile(result.pop("predictions"), dtype="<f4").astype(np.float64)
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        return {"engine": runtime.kind, "version": "?", "crashed": f"unreadable report from the runner: {err}"}
     return report
 
 
@@ -101,27 +104,45 @@ def score(result: dict, reference: np.ndarray, y: np.ndarray) -> dict:
     if "values" not in result:
         return {**cell, "loads": False, "error": result.get("error", "no predictions"), "ok": False}
     got = result["values"]
+    if got.shape != reference.shape or not np.all(np.isfinite(got)):
+        what = f"{got.size} values for {reference.size} rows" if got.shape != reference.shape else "non-finite"
+        return {**cell, "loads": False, "error": f"unusable predictions: {what}", "ok": False}
     diff = float(np.max(np.abs(got - reference)))
     return {**cell, "loads": True, "test_r2": regression_metrics(y, got)["r2"], "max_abs_diff": diff,
             "ok": bool(diff <= tolerances.TOL_COMPAT)}
 
 
+def cells_of(report: dict, models: dict[str, Path], references: dict[str, np.ndarray], y: np.ndarray) -> list[dict]:
+    """Every cell of one runtime; a model the runner left out, or a runner that crashed, fails."""
+    if "crashed" in report:
+        return [{"model": m, "setting": "-", "shipped": m in VARIANTS, "loads": False,
+                 "error": report["crashed"], "ok": False} for m in models]
+    cells = [score(r, references[r["model"]], y) for r in report["results"] if r.get("model") in references]
+    ran = {c["model"] for c in cells}
+    return cells + [{"model": m, "setting": "-", "shipped": m in VARIANTS, "loads": False,
+                     "error": "the runner reported no result", "ok": False} for m in models if m not in ran]
+
+
+def reference_predictions(path: Path, X: np.ndarray) -> np.ndarray:
+    """The pinned onnxruntime, every optimization disabled: the graph as written."""
+    try:
+        session = verify.make_session(str(path), ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        return verify.run_session(session, X)
+    except Exception as err:  # onnxruntime's own exception types differ between releases
+        raise UserError(f"the pinned onnxruntime {ort.__version__} cannot run {path}, so nothing can be "
+                        f"compared with it: {' '.join(str(err).split())[:300]}") from None
+
+
 def evaluate(runtimes: list[Runtime], models: dict[str, Path], split: data.Split, work: Path) -> list[dict]:
     """One entry per runtime: its engine, version and every cell. work: a scratch folder."""
     X = split.X_test.astype(np.float32)
-    unoptimized = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    references = {name: verify.run_session(verify.make_session(str(path), unoptimized), X)
-                  for name, path in models.items()}
+    references = {name: reference_predictions(path, X) for name, path in models.items()}
     rows = []
     X_path = work / "X.f32"
     X.astype("<f4").tofile(X_path)
     for i, runtime in enumerate(runtimes):
         report = run_runtime(runtime, models, X_path, len(X), work / str(i))
-        if "crashed" in report:
-            cells = [{"model": m, "setting": "-", "shipped": m in VARIANTS, "loads": False,
-                      "error": report["crashed"], "ok": False} for m in models]
-        else:
-            cells = [score(r, references[r["model"]], split.y_test) for r in report["results"]]
+        cells = cells_of(report, models, references, split.y_test)
         rows.append({"engine": report["engine"], "version": report["version"], "where": str(runtime.where),
                      "cells": cells})
         shipped = [c for c in cells if c["shipped"]]
