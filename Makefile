@@ -32,6 +32,7 @@ SPARK_MASTER ?= local[2]
 # make bench-spark: generated rows scored three ways.
 SPARK_BENCH_ROWS ?= 5000000
 # make compat: each runtime's own venv (or node_modules) lives here, kept between runs.
+# A failed matrix keeps its reports, dated 1970 so that the next make compat runs it again.
 COMPAT_DIR ?= .venv-compat
 NPM        ?= npm
 
@@ -113,7 +114,8 @@ COMPARE_PY  := pipeline/compare.py pipeline/verify.py pipeline/tolerances.py pip
                pipeline/metrics.py $(DATA_PY)
 SWEEP_PY    := pipeline/sweep.py $(QUANTIZE_PY)
 # make compat runs the runners in other venvs and in node; they import nothing of the pipeline.
-COMPAT_PY   := pipeline/compat/__init__.py pipeline/compat/matrix.py pipeline/compat/rejected.py $(EXPORT_PY)
+COMPAT_PY   := pipeline/compat/__init__.py pipeline/compat/matrix.py pipeline/compat/rejected.py $(EXPORT_PY) \
+               $(QUANTIZE_PY)
 COMPAT_RUNNERS := pipeline/compat/runner.py pipeline/compat/node/runner.js
 # The runtime image's code (see Dockerfile): the shared modules and the runtime package.
 RUNTIME_PY  := $(SHARED_PY) $(addprefix pipeline/runtime/,__init__.py __main__.py cli.py files.py integrity.py \
@@ -279,21 +281,36 @@ $(VENV)/.spark-installed: $(VENV)/.installed requirements-spark.txt
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-spark.txt
 	touch $@
 
-# make compat's runtimes: every requirement pinned in its file, so --no-deps installs exactly those.
+# make compat's runtimes. Each stamp holds the sha256 of the files its runtime was installed
+# from, so a fresh checkout of the same files (new dates, same content) reuses the install.
+# $(call compat_current,sources): exit 0 from the recipe when the stamp ($@) matches them.
+compat_current = sum=$$(cat $(1) | sha256sum | cut -d' ' -f1); \
+  if [ "$$(cat $@ 2>/dev/null)" = "$$sum" ]; then touch $@; exit 0; fi
+# $(call compat_claim,dir): remove dir to reinstall it, only if this rule made it (it holds
+# .housing-compat); a folder of the user's at that path is refused, never deleted.
+compat_claim = if [ -e $(1) ] && [ ! -e $(1)/.housing-compat ]; then \
+  echo "make compat: $(1) exists and was not made by make compat; refusing to replace it (set COMPAT_DIR to another folder)" >&2; \
+  exit 1; fi; rm -rf $(1) && mkdir -p $(1) && touch $(1)/.housing-compat
+
+# Python runtimes: every requirement pinned in its file, so --no-deps installs exactly those.
 $(COMPAT_DIR)/%/.installed: pipeline/compat/envs/%.txt
-	rm -rf $(COMPAT_DIR)/$*
-	$(PYTHON) -m venv $(COMPAT_DIR)/$*
-	$(COMPAT_DIR)/$*/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: -r $<
-	touch $@
+	@$(call compat_current,$<); \
+	echo "make compat: installing $* into $(COMPAT_DIR)/$*"; \
+	$(call compat_claim,$(COMPAT_DIR)/$*); \
+	$(PYTHON) -m venv $(COMPAT_DIR)/$* && \
+	$(COMPAT_DIR)/$*/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: -r $< && \
+	echo "$$sum" > $@
 
 # onnxruntime-node from its lock file. --ignore-scripts: its postinstall only downloads CUDA
 # binaries, which fails offline; the CPU binaries come inside the npm package.
 $(COMPAT_DIR)/node/.installed: pipeline/compat/node/package.json pipeline/compat/node/package-lock.json
 	@command -v $(NPM) >/dev/null || { echo "make compat: $(NPM) is not on PATH; install Node.js 18 or newer with npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
-	rm -rf $(COMPAT_DIR)/node && mkdir -p $(COMPAT_DIR)/node
-	cp $^ $(COMPAT_DIR)/node/
-	cd $(COMPAT_DIR)/node && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
-	touch $@
+	@$(call compat_current,$^); \
+	echo "make compat: installing onnxruntime-node into $(COMPAT_DIR)/node"; \
+	$(call compat_claim,$(COMPAT_DIR)/node); \
+	cp $^ $(COMPAT_DIR)/node/ && \
+	(cd $(COMPAT_DIR)/node && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error) && \
+	echo "$$sum" > $@
 
 $(VENV)/.lint-installed: $(VENV)/.installed Makefile
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(LINT_TOOLS)
@@ -340,7 +357,8 @@ $(COMPARE_JSON) $(COMPARE_MD) &: $(SPLIT) $(MODEL) $(QUANT_PARAMS) $(ONNX_MODELS
 $(COMPAT_JSON) $(COMPAT_MD) &: $(SPLIT) $(ONNX_MODELS) $(MODEL) $(QUANT_PARAMS) $(COMPAT_PY) $(COMPAT_RUNNERS) $(COMPAT_STAMPS)
 	$(PY) -m pipeline.compat.matrix --split $(SPLIT) --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) \
 	  --uint8 $(ONNX_UINT8) --model $(MODEL) --params $(QUANT_PARAMS) $(addprefix --runtime ,$(COMPAT_RUNTIMES)) \
-	  --json $(COMPAT_JSON) --markdown $(COMPAT_MD)
+	  --json $(COMPAT_JSON) --markdown $(COMPAT_MD) || \
+	  { status=$$?; touch -c -d @0 $(COMPAT_JSON) $(COMPAT_MD); exit $$status; }
 
 # matplotlib draws the plot: a test requirement (requirements-test.txt), never in the image.
 $(SWEEP_JSON) $(SWEEP_MD) $(SWEEP_PNG) &: $(SPLIT) $(MODEL) $(SWEEP_PY) $(VENV)/.test-installed

@@ -61,16 +61,19 @@ def matmul_as_dot_product(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = model.graph
     matmuls = [n for n in graph.node if n.op_type == "MatMul"]
     weights = {t.name: t for t in graph.initializer}
-    if len(matmuls) != 1 or matmuls[0].input[0] != onnx_spec.INPUT_NAME or matmuls[0].input[1] not in weights:
-        raise VerificationError(f"skl2onnx's graph is not one MatMul of the input by a weight initializer "
-                                f"(ops: {[n.op_type for n in graph.node]}); pipeline.export must be updated")
-    matmul = matmuls[0]
-    coef = weights[matmul.input[1]]
+    matmul = matmuls[0] if len(matmuls) == 1 else None
+    coef = weights.get(matmul.input[1]) if matmul is not None else None
+    terms = matmul.output[0] + "_terms" if matmul is not None else ""
+    names = {t.name for t in graph.initializer} | {o for n in graph.node for o in (*n.input, *n.output)}
+    if (coef is None or matmul.input[0] != onnx_spec.INPUT_NAME or list(coef.dims) != [config.N_FEATURES, 1]
+            or sum(coef.name in n.input for n in graph.node) != 1 or {"feature_axis", terms} & names):
+        raise VerificationError(f"skl2onnx's graph is not one MatMul of the input by an {config.N_FEATURES}x1 "
+                                f"weight initializer used nowhere else (ops: {[n.op_type for n in graph.node]}); "
+                                "pipeline.export must be updated")
     row = numpy_helper.to_array(coef).reshape(-1)
     coef.CopyFrom(numpy_helper.from_array(row, coef.name))
     graph.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "feature_axis"))
     at = list(graph.node).index(matmul)
-    terms = matmul.output[0] + "_terms"
     dot = [helper.make_node("Mul", [onnx_spec.INPUT_NAME, coef.name], [terms]),
            helper.make_node("ReduceSum", [terms, "feature_axis"], [matmul.output[0]], keepdims=1)]
     graph.node.remove(matmul)

@@ -5,9 +5,9 @@ from __future__ import annotations
 # ONNX targets, chosen for reach (README, "Where the models run"; `make compat` proves it):
 # - IR 9 is the newest that onnxruntime 1.16 and 1.17 load (they refuse IR 10, "max supported
 #   IR version: 9"); onnx.helper.make_model would otherwise stamp the installed onnx's newest.
-# - opset 19 is the newest IR 9 allows, and the oldest at which onnx's ReferenceEvaluator runs
-#   DequantizeLinear (it cannot run DequantizeLinear-13), so every model also runs in the
-#   reference that defines the operators' semantics.
+# - opset 19 is the newest onnxruntime 1.16 runs (IR 9 allows 20, which 1.16 refuses), and the
+#   oldest at which onnx's ReferenceEvaluator runs DequantizeLinear (it cannot run
+#   DequantizeLinear-13), so every model also runs in the reference that defines the operators.
 ONNX_OPSET = 19
 ONNX_IR_VERSION = 9
 INPUT_NAME = "input"

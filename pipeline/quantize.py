@@ -40,10 +40,18 @@ def quantize(coef: np.ndarray, X_train: np.ndarray, y_train: np.ndarray,
 
 
 def load_model(path: Path):
+    """The trained model, or one line saying why this file is not one."""
     try:
-        return joblib.load(path)
+        model = joblib.load(path)
     except FileNotFoundError:
         raise UserError(f"{path} is missing; run `make all` (or `make train`) first") from None
+    except Exception as err:  # a file that is not a joblib pickle fails in many ways
+        raise UserError(f"{path} cannot be read as a model ({type(err).__name__}); "
+                        "give the model.joblib that `make train` writes") from None
+    if np.shape(getattr(model, "coef_", None)) != (config.N_FEATURES,):
+        raise UserError(f"{path} is not a linear regression fitted on {config.N_FEATURES} features; "
+                        "give the model.joblib that `make train` writes")
+    return model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import onnxruntime as ort
@@ -12,7 +13,7 @@ import pytest
 
 from helpers import run_module
 from pipeline import config, qparams, tolerances
-from pipeline.compat import rejected
+from pipeline.compat import matrix, rejected
 from pipeline.compat.rejected import matmul_dequant_model
 
 ENGINES_HERE = [f"onnxruntime:{sys.executable}", f"reference:{sys.executable}"]
@@ -67,7 +68,9 @@ def test_a_runtime_that_crashes_fails_each_of_its_cells(built, tmp_path):
 
 @pytest.mark.parametrize("spec,message", [
     ("tvm:/usr/bin/python3", "KIND one of"),
-    ("openvino:/nonexistent/python", "does not exist"),
+    ("openvino:/nonexistent/python", "is not an executable Python"),
+    ("tract:/etc/passwd", "is not an executable Python"),
+    ("onnxruntime-node:/tmp", "holds no node_modules/onnxruntime-node"),
 ])
 def test_a_bad_runtime_is_one_line_before_anything_runs(built, tmp_path, spec, message):
     result = run_module("pipeline.compat.matrix", *matrix_args(built, tmp_path, [spec]))
@@ -111,10 +114,28 @@ def test_model_and_params_go_together(built, tmp_path):
 ])
 def test_a_runner_that_reports_nothing_usable_fails_each_cell(built, tmp_path, output, error):
     """A runner that skips the models, or prints garbage, must not pass by having no cells."""
-    fake = tmp_path / "python"
-    fake.write_text(f"#!/bin/sh\necho '{output}'\n")
+    fake = tmp_path / "python"  # writes the report where the runner would: into --out
+    fake.write_text(f"""#!/bin/sh
+while [ "$1" != --out ]; do shift; done
+echo '{output}' > "$2/report.json"
+""")
     fake.chmod(0o755)
     result = run_module("pipeline.compat.matrix", *matrix_args(built, tmp_path, [f"tract:{fake}"]))
     assert result.returncode == 1, result.stderr.decode()
     (row,) = json.loads((tmp_path / "compat.json").read_text())["runtimes"]
     assert len(row["cells"]) == 3 and all(not c["ok"] and error in c["error"] for c in row["cells"])
+
+
+def test_a_runner_that_hangs_is_stopped_with_everything_it_started(tmp_path, monkeypatch):
+    monkeypatch.setattr(matrix, "RUNNER_TIMEOUT_S", 1)
+    marker = tmp_path / "grandchild.pid"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {marker}\nwait\n")
+    fake.chmod(0o755)
+    report = matrix.run_runtime(matrix.Runtime("tract", fake), {"float": fake}, fake, 1, tmp_path / "out")
+    assert report["crashed"] == "no answer in 1 s"
+    grandchild = int(marker.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{grandchild}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{grandchild}").exists() or "Z" in Path(f"/proc/{grandchild}/stat").read_text().split()[2]

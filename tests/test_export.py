@@ -10,6 +10,7 @@ from onnx import TensorProto, numpy_helper
 
 from helpers import california_like_rows, linear_model, random_params
 from pipeline import config, export, onnx_spec, tolerances, verify
+from pipeline.compat import rejected
 from pipeline.compat.rejected import matmul_dequant_model
 
 LEVELS = list(verify.optimization_levels().items())
@@ -62,8 +63,23 @@ def test_skl2onnx_conversion_uses_only_standard_float32_ops_and_names_the_batch(
     np.testing.assert_array_equal(coef, (np.arange(8) * 0.1).astype(np.float32))
 
 
-def test_the_rewrite_refuses_a_graph_it_does_not_know():
-    model = export.build_uint8_model(random_params(1))  # no MatMul at all
+def _weight_as_row(model):
+    coef = next(t for t in model.graph.initializer if t.name == "coef")
+    coef.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(coef).reshape(1, 8), "coef"))
+
+
+def _name_taken(model):
+    model.graph.initializer.append(numpy_helper.from_array(np.array([0], dtype=np.int64), "feature_axis"))
+
+
+@pytest.mark.parametrize("spoil", [None, _weight_as_row, _name_taken], ids=["no MatMul", "1x8 weight", "name taken"])
+def test_the_rewrite_refuses_a_graph_it_does_not_know(spoil):
+    if spoil is None:
+        model = export.build_uint8_model(random_params(1))
+    else:
+        model = rejected.skl2onnx_as_is(linear_model(np.arange(8) * 0.1, 2.0), {"LinearRegressor"})
+        export.matmul_as_dot_product(onnx.load_from_string(model.SerializeToString()))  # unspoilt: fine
+        spoil(model)
     with pytest.raises(verify.VerificationError, match="not one MatMul"):
         export.matmul_as_dot_product(model)
 

@@ -23,18 +23,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import numpy as np
 import onnxruntime as ort
 
-from pipeline import artifacts, data, qparams, tolerances, verify
+from pipeline import artifacts, data, qparams, quantize, tolerances, verify
 from pipeline.compat import rejected
 from pipeline.errors import UserError, run_cli
 from pipeline.metrics import regression_metrics
@@ -63,9 +65,13 @@ class Runtime:
         if not sep or kind not in (*PYTHON_KINDS, NODE_KIND) or not where:
             raise UserError(f"--runtime {spec!r}: expected KIND:PATH with KIND one of "
                             f"{', '.join((*PYTHON_KINDS, NODE_KIND))}")
-        if not Path(where).exists():
-            raise UserError(f"--runtime {spec!r}: {where} does not exist; `make compat` installs it")
-        return cls(kind, Path(where))
+        path = Path(where)
+        if kind == NODE_KIND and not (path / "node_modules" / "onnxruntime-node").is_dir():
+            raise UserError(f"--runtime {spec!r}: {where} holds no node_modules/onnxruntime-node; "
+                            f"`make compat` installs it")
+        if kind != NODE_KIND and not (path.is_file() and os.access(path, os.X_OK)):
+            raise UserError(f"--runtime {spec!r}: {where} is not an executable Python; `make compat` installs it")
+        return cls(kind, path)
 
     def command(self) -> list[str]:
         if self.kind == NODE_KIND:
@@ -77,24 +83,40 @@ class Runtime:
 
 
 def run_runtime(runtime: Runtime, models: dict[str, Path], X_path: Path, rows: int, out: Path) -> dict:
-    """The runner's JSON report, its predictions loaded; a runner that crashes fails every cell."""
+    """The runner's report, its predictions loaded; a runner that crashes, hangs or writes no
+    usable report fails every cell. The runner runs in a session of its own, so a timeout ends
+    whatever it started too."""
     out.mkdir()
     cmd = [*runtime.command(), "--rows", str(rows), "--input", str(X_path), "--out", str(out),
            *(f"{name}={path.resolve()}" for name, path in models.items())]
+    runner = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=RUNNER_TIMEOUT_S)
+        _, stderr = runner.communicate(timeout=RUNNER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.communicate()
         return {"engine": runtime.kind, "version": "?", "crashed": f"no answer in {RUNNER_TIMEOUT_S} s"}
-    if done.returncode != 0 or not done.stdout.strip():
-        last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-        return {"engine": runtime.kind, "version": "?", "crashed": last[:300]}
+    if runner.returncode != 0:
+        lines = stderr.decode(errors="replace").strip().splitlines() or [f"exit {runner.returncode}"]
+        return {"engine": runtime.kind, "version": "?", "crashed": lines[-1][:300]}
     try:
-        report = json.loads(done.stdout.strip().splitlines()[-1])
-        for result in report["results"]:
-            if "predictions" in result:
-                result["values"] = np.fromfile(result.pop("predictions"), dtype="<f4").astype(np.float64)
-    except (ValueError, KeyError, TypeError, OSError) as err:
+        return read_report(out / "report.json", rows)
+    except (OSError, ValueError) as err:
         return {"engine": runtime.kind, "version": "?", "crashed": f"unreadable report from the runner: {err}"}
+
+
+def read_report(path: Path, rows: int) -> dict:
+    """A runner's report.json, checked for shape, with each result's predictions loaded."""
+    report = json.loads(path.read_text(errors="replace"))
+    if not (isinstance(report, dict) and isinstance(report.get("engine"), str)
+            and isinstance(report.get("version"), str) and isinstance(report.get("results"), list)):
+        raise ValueError("expected engine, version and results")
+    for result in report["results"]:
+        if not (isinstance(result, dict) and isinstance(result.get("model"), str)
+                and isinstance(result.get("setting"), str)):
+            raise ValueError(f"a result without model and setting: {str(result)[:100]}")
+        if "predictions" in result:
+            result["values"] = np.fromfile(str(result.pop("predictions")), dtype="<f4").astype(np.float64)
     return report
 
 
@@ -221,12 +243,33 @@ def terminal_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def machine() -> dict:
+    """The CPU the matrix ran on: OpenVINO's default precision depends on its bf16 support."""
+    cpu, flags = platform.processor() or "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                cpu = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count(),
+            "bf16": sorted(f for f in flags if "bf16" in f or f.startswith("amx"))}
+
+
 def write_rejected(model_path: Path, params_path: Path, work: Path) -> dict[str, Path]:
     """Each graph not shipped, built from the same model and parameters, as a file in work."""
     try:
-        model, params = joblib.load(model_path), qparams.load_params(params_path)
-    except FileNotFoundError as err:
-        raise UserError(f"{err.filename} is missing; run `make all` first") from None
+        params = qparams.load_params(params_path)
+    except FileNotFoundError:
+        raise UserError(f"{params_path} is missing; run `make all` first") from None
+    except Exception as err:  # a file that is not save_params' joblib fails in many ways
+        raise UserError(f"{params_path} cannot be read as quantization parameters ({type(err).__name__}); "
+                        "give the quant_params.joblib that `make quantize` writes") from None
+    model = quantize.load_model(model_path)
     paths = {}
     for i, graph in enumerate(rejected.REJECTED):
         paths[graph.name] = work / f"rejected-{i}.onnx"
@@ -265,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     print(terminal_table(rows))
     artifacts.write_json(args.json, {
         "tolerance": tolerances.TOL_COMPAT, "reference": f"onnxruntime {ort.__version__}, ORT_DISABLE_ALL",
-        "rows_checked": int(split.X_test.shape[0]), "runtimes": rows,
+        "rows_checked": int(split.X_test.shape[0]), "machine": machine(), "runtimes": rows,
         "provenance": artifacts.provenance("compat", {"split": args.split, **{v: models[v] for v in VARIANTS},
                                                       **({"model": args.model, "quant_params": args.params}
                                                          if args.model else {})}),

@@ -78,6 +78,8 @@ REJECTED = (
              lambda model, params: skl2onnx_as_is(model, None)),
     Rejected("uint8 at IR 10", "opset 21 and IR 10, as exported before",
              lambda model, params: at_versions(export.build_uint8_model(params), 21, 10)),
+    Rejected("uint8 at opset 20", "opset 20, the newest IR 9 allows",
+             lambda model, params: at_versions(export.build_uint8_model(params), 20, 9)),
     Rejected("uint8 at opset 13", "opset 13 and IR 7, which older releases load too",
              lambda model, params: at_versions(export.build_uint8_model(params), 13, 7)),
     Rejected("uint8, unnamed batch", "a batch dimension with no size and no name",

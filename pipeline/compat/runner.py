@@ -5,9 +5,10 @@
 ENGINE is onnxruntime, openvino, tract or reference (onnx's ReferenceEvaluator). The input is
 ROWS x 8 little-endian float32; each model runs under every setting the engine has (its graph
 optimization levels, its precision modes) and its predictions go to DIR/NAME.SETTING.f32.
-Prints one JSON document: the engine's version and, per model and setting, the file written
-or the one-line error. It runs inside each engine's own venv, so it imports only the standard
-library, numpy and the engine: never the pipeline package.
+Writes DIR/report.json: the engine's version and, per model and setting, the file written or
+the one-line error (a file, so that whatever an engine prints cannot garble it). It runs
+inside each engine's own venv, so it imports only the standard library, numpy and the engine:
+never the pipeline package.
 """
 from __future__ import annotations
 
@@ -120,7 +121,7 @@ def main() -> None:
             except Exception as err:  # any engine's refusal is a result to report, not a crash
                 result["error"] = one_line(err)
             results.append(result)
-    print(json.dumps({"engine": args.engine, "version": version, "results": results}))
+    (args.out / "report.json").write_text(json.dumps({"engine": args.engine, "version": version, "results": results}))
 
 
 if __name__ == "__main__":

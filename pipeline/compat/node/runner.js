@@ -1,13 +1,13 @@
 // onnxruntime-node's worker for `make compat`: the same contract as ../runner.py.
 //   node runner.js MODULES_DIR --rows ROWS --input X.f32 --out DIR NAME=MODEL.onnx ...
-// Runs each model at every graph optimization level and prints one JSON document.
+// Runs each model at every graph optimization level and writes DIR/report.json.
 "use strict";
 const fs = require("node:fs");
 const path = require("node:path");
 
 const N_FEATURES = 8;
 // null: a session created with no options at all, as a user would write it.
-const LEVELS = [null, "disabled", "basic", "extended", "all"];
+const LEVELS = [null, "disabled", "basic", "extended", "layout", "all"];
 
 function parseArgs(argv) {
   const [modulesDir, ...rest] = argv;
@@ -62,7 +62,7 @@ async function main() {
       results.push(result);
     }
   }
-  process.stdout.write(JSON.stringify({ engine: "onnxruntime-node", version, results }) + "\n");
+  fs.writeFileSync(path.join(args.out, "report.json"), JSON.stringify({ engine: "onnxruntime-node", version, results }));
 }
 
 main().catch((err) => { process.stderr.write(oneLine(err) + "\n"); process.exit(1); });
