@@ -43,41 +43,67 @@ from pipeline.runtime.files import sha256_file
 
 
 def convert_sklearn(model: LinearRegression) -> onnx.ModelProto:
-    """skl2onnx conversion to standard ops, with a named float32 input [N, 8] and pinned versions.
+    """skl2onnx's standard-op graph with its MatMul written as Mul + ReduceSum."""
+    return matmul_as_dot_product(skl2onnx_graph(model))
 
-    black_op keeps skl2onnx from emitting ai.onnx.ml's LinearRegressor, which OpenVINO, TVM and
-    onnx2torch cannot load; it then writes MatMul + Add, which every runtime runs."""
+
+def skl2onnx_graph(model: LinearRegression, black_op: frozenset[str] | None = frozenset({"LinearRegressor"})
+                   ) -> onnx.ModelProto:
+    """skl2onnx's conversion with a named float32 input [N, 8] and pinned versions.
+
+    black_op keeps skl2onnx from emitting ai.onnx.ml's LinearRegressor, which OpenVINO cannot
+    load; it then writes MatMul + Add. pipeline.compat.rejected passes None for the default."""
     onx = to_onnx(model, initial_types=[(onnx_spec.INPUT_NAME, FloatTensorType([None, config.N_FEATURES]))],
-                  target_opset=onnx_spec.ONNX_OPSET, black_op={"LinearRegressor"})
-    return _name_batch_dim(_pin_versions(matmul_as_dot_product(onx)))
+                  target_opset={"": onnx_spec.ONNX_OPSET, "ai.onnx.ml": 1}, black_op=black_op)
+    return _name_batch_dim(_pin_versions(onx))
+
+
+DOT_AXIS = "feature_axis"  # the initializer holding ReduceSum's axis, [1]
+
+
+def dot_product(X: str, weights: str, output: str) -> tuple[list[onnx.NodeProto], onnx.TensorProto]:
+    """output = ReduceSum(X * weights, axis 1, keepdims): the dot product in a form no runtime
+    tested rewrites (not MatMul; see the module docstring). Returns the nodes and the axis."""
+    terms = output + "_terms"
+    nodes = [helper.make_node("Mul", [X, weights], [terms]),
+             helper.make_node("ReduceSum", [terms, DOT_AXIS], [output], keepdims=1)]
+    return nodes, numpy_helper.from_array(np.array([1], dtype=np.int64), DOT_AXIS)
+
+
+
+def the_matmul(graph: onnx.GraphProto) -> tuple[onnx.NodeProto, onnx.TensorProto]:
+    """skl2onnx's one MatMul of the input by an 8x1 weight initializer used nowhere else.
+
+    A graph of another shape means skl2onnx changed: fail the export rather than guess."""
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    weights = {t.name: t for t in graph.initializer}
+    names = set(weights) | {name for n in graph.node for name in (*n.input, *n.output)}
+    if len(matmuls) == 1:
+        matmul = matmuls[0]
+        coef = weights.get(matmul.input[1])
+        if (coef is not None and matmul.input[0] == onnx_spec.INPUT_NAME
+                and list(coef.dims) == [config.N_FEATURES, 1]
+                and sum(coef.name in n.input for n in graph.node) == 1
+                and not {DOT_AXIS, matmul.output[0] + "_terms"} & names):
+            return matmul, coef
+    raise VerificationError(f"skl2onnx's graph is not one MatMul of the input by an {config.N_FEATURES}x1 "
+                            f"weight initializer used nowhere else (ops: {[n.op_type for n in graph.node]}); "
+                            "pipeline.export must be updated")
 
 
 def matmul_as_dot_product(model: onnx.ModelProto) -> onnx.ModelProto:
     """Rewrite skl2onnx's MatMul(input, coef [8, 1]) as ReduceSum(input * coef [8], axis 1).
 
-    The same dot product in float32, in the form the uint8 model already uses, which every
-    runtime tested runs in float32 by default (OpenVINO runs MatMul in bf16 where the CPU has
-    it). A graph of another shape means skl2onnx changed: fail the export rather than guess."""
+    The same dot product in float32, in the form the uint8 model uses, which every runtime
+    tested runs in float32 by default (OpenVINO runs MatMul in bf16 where the CPU has it)."""
     graph = model.graph
-    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
-    weights = {t.name: t for t in graph.initializer}
-    matmul = matmuls[0] if len(matmuls) == 1 else None
-    coef = weights.get(matmul.input[1]) if matmul is not None else None
-    terms = matmul.output[0] + "_terms" if matmul is not None else ""
-    names = {t.name for t in graph.initializer} | {o for n in graph.node for o in (*n.input, *n.output)}
-    if (coef is None or matmul.input[0] != onnx_spec.INPUT_NAME or list(coef.dims) != [config.N_FEATURES, 1]
-            or sum(coef.name in n.input for n in graph.node) != 1 or {"feature_axis", terms} & names):
-        raise VerificationError(f"skl2onnx's graph is not one MatMul of the input by an {config.N_FEATURES}x1 "
-                                f"weight initializer used nowhere else (ops: {[n.op_type for n in graph.node]}); "
-                                "pipeline.export must be updated")
-    row = numpy_helper.to_array(coef).reshape(-1)
-    coef.CopyFrom(numpy_helper.from_array(row, coef.name))
-    graph.initializer.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "feature_axis"))
+    matmul, coef = the_matmul(graph)
+    coef.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(coef).reshape(-1), coef.name))
+    nodes, axis = dot_product(onnx_spec.INPUT_NAME, coef.name, matmul.output[0])
+    graph.initializer.append(axis)
     at = list(graph.node).index(matmul)
-    dot = [helper.make_node("Mul", [onnx_spec.INPUT_NAME, coef.name], [terms]),
-           helper.make_node("ReduceSum", [terms, "feature_axis"], [matmul.output[0]], keepdims=1)]
     graph.node.remove(matmul)
-    for offset, node in enumerate(dot):
+    for offset, node in enumerate(nodes):
         graph.node.insert(at + offset, node)
     return model
 
@@ -124,12 +150,12 @@ def build_uint8_model(params: qparams.QuantParams) -> onnx.ModelProto:
         numpy_helper.from_array(np.array(params.scale, dtype=np.float32), "coef_scale"),  # scalar
         numpy_helper.from_array(np.array(params.zero_point, dtype=np.uint8), "coef_zero_point"),
         numpy_helper.from_array(np.array([params.intercept], dtype=np.float32), "intercept"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "feature_axis"),
     ]
+    dot, axis = dot_product(onnx_spec.INPUT_NAME, "coef", "dot")
+    initializers.append(axis)
     nodes = [
         helper.make_node("DequantizeLinear", ["coef_codes", "coef_scale", "coef_zero_point"], ["coef"]),
-        helper.make_node("Mul", [onnx_spec.INPUT_NAME, "coef"], ["terms"]),
-        helper.make_node("ReduceSum", ["terms", "feature_axis"], ["dot"], keepdims=1),
+        *dot,
         helper.make_node("Add", ["dot", "intercept"], [onnx_spec.OUTPUT_NAME]),
     ]
     graph = helper.make_graph(

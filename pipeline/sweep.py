@@ -25,7 +25,7 @@ import numpy as np
 from pipeline import artifacts, config, data, quant_eval, quantize, quantizer
 from pipeline.errors import UserError, run_cli
 from pipeline.metrics import regression_metrics
-from pipeline.qparams import params_dict
+from pipeline.qparams import dequantize, params_dict
 
 DATASET = "California Housing"
 WIDTHS = tuple(config.ALLOWED_BITS)
@@ -48,12 +48,11 @@ def naive_metrics(weights: np.ndarray, intercept: float, split: data.Split, floa
             "train_mse_increase_relative": trn["mse"] / float_train_mse - 1.0}
 
 
-def measure(float_model, split: data.Split, bits: int) -> dict:
+def measure(float_model, split: data.Split, bits: int, float_train_mse: float) -> dict:
     """One width: what `make quantize BITS=bits` would store and report, and naive rounding."""
     params, found = quantize.quantize(float_model.coef_, split.X_train, split.y_train, bits)
-    float_train_mse = regression_metrics(split.y_train, float_model.predict(split.X_train))["mse"]
     codes, scale, zero_point = quantizer.naive_codes(float_model.coef_, bits)
-    weights = quant_eval.naive_weights(float_model.coef_, bits)
+    weights = dequantize(codes, scale, zero_point)  # quant_eval.naive_weights, without rounding twice
     refit = quantize.fit_intercept(weights, split.X_train, split.y_train)
     naive = {"codes": codes.tolist(), "scale": float(scale), "zero_point": int(zero_point),
              **naive_metrics(weights, float(float_model.intercept_), split, float_train_mse),
@@ -130,8 +129,8 @@ def _pct_label(v: float) -> str:
 
 def render_png(rows: list[dict], float_test_r2: float, description: str) -> bytes:
     """The sweep as a two-panel PNG, in memory. No pyplot: a Figure on the Agg canvas touches no
-    global state and needs no display. Byte-identical for the same rows and description."""
-    require_matplotlib()
+    global state and needs no display. Byte-identical for the same rows and description.
+    main has checked that matplotlib imports."""
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -221,9 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     require_matplotlib()
     split = data.load_split(args.split)
     float_model = quantize.load_model(args.model)
+    float_train_mse = regression_metrics(split.y_train, float_model.predict(split.X_train))["mse"]
     rows = []
     for bits in WIDTHS:
-        rows.append(measure(float_model, split, bits))
+        rows.append(measure(float_model, split, bits, float_train_mse))
         print(summary_line(rows[-1]), flush=True)
     float_test_r2 = rows[0]["metrics"]["float_test_r2"]
     prov = artifacts.provenance("sweep", {"split": args.split, "model": args.model})

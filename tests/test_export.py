@@ -10,7 +10,6 @@ from onnx import TensorProto, numpy_helper
 
 from helpers import california_like_rows, linear_model, random_params
 from pipeline import config, export, onnx_spec, tolerances, verify
-from pipeline.compat import rejected
 from pipeline.compat.rejected import matmul_dequant_model
 
 LEVELS = list(verify.optimization_levels().items())
@@ -77,7 +76,7 @@ def test_the_rewrite_refuses_a_graph_it_does_not_know(spoil):
     if spoil is None:
         model = export.build_uint8_model(random_params(1))
     else:
-        model = rejected.skl2onnx_as_is(linear_model(np.arange(8) * 0.1, 2.0), {"LinearRegressor"})
+        model = export.skl2onnx_graph(linear_model(np.arange(8) * 0.1, 2.0))
         export.matmul_as_dot_product(onnx.load_from_string(model.SerializeToString()))  # unspoilt: fine
         spoil(model)
     with pytest.raises(verify.VerificationError, match="not one MatMul"):

@@ -120,15 +120,21 @@ def read_report(path: Path, rows: int) -> dict:
     return report
 
 
+def failed_cell(model: str, setting: str, error: str) -> dict:
+    """A cell whose model did not load or gave nothing usable."""
+    return {"model": model, "setting": setting, "shipped": model in VARIANTS, "loads": False, "error": error,
+            "ok": False}
+
+
 def score(result: dict, reference: np.ndarray, y: np.ndarray) -> dict:
     """One cell: loads, test R², max |diff| against the pinned onnxruntime, pass or fail."""
-    cell = {"model": result["model"], "setting": result["setting"], "shipped": result["model"] in VARIANTS}
     if "values" not in result:
-        return {**cell, "loads": False, "error": result.get("error", "no predictions"), "ok": False}
+        return failed_cell(result["model"], result["setting"], result.get("error", "no predictions"))
+    cell = {"model": result["model"], "setting": result["setting"], "shipped": result["model"] in VARIANTS}
     got = result["values"]
     if got.shape != reference.shape or not np.all(np.isfinite(got)):
         what = f"{got.size} values for {reference.size} rows" if got.shape != reference.shape else "non-finite"
-        return {**cell, "loads": False, "error": f"unusable predictions: {what}", "ok": False}
+        return failed_cell(result["model"], result["setting"], f"unusable predictions: {what}")
     diff = float(np.max(np.abs(got - reference)))
     return {**cell, "loads": True, "test_r2": regression_metrics(y, got)["r2"], "max_abs_diff": diff,
             "ok": bool(diff <= tolerances.TOL_COMPAT)}
@@ -137,12 +143,10 @@ def score(result: dict, reference: np.ndarray, y: np.ndarray) -> dict:
 def cells_of(report: dict, models: dict[str, Path], references: dict[str, np.ndarray], y: np.ndarray) -> list[dict]:
     """Every cell of one runtime; a model the runner left out, or a runner that crashed, fails."""
     if "crashed" in report:
-        return [{"model": m, "setting": "-", "shipped": m in VARIANTS, "loads": False,
-                 "error": report["crashed"], "ok": False} for m in models]
-    cells = [score(r, references[r["model"]], y) for r in report["results"] if r.get("model") in references]
+        return [failed_cell(m, "-", report["crashed"]) for m in models]
+    cells = [score(r, references[r["model"]], y) for r in report["results"] if r["model"] in references]
     ran = {c["model"] for c in cells}
-    return cells + [{"model": m, "setting": "-", "shipped": m in VARIANTS, "loads": False,
-                     "error": "the runner reported no result", "ok": False} for m in models if m not in ran]
+    return cells + [failed_cell(m, "-", "the runner reported no result") for m in models if m not in ran]
 
 
 def reference_predictions(path: Path, X: np.ndarray) -> np.ndarray:
@@ -230,16 +234,15 @@ def rejected_table(rows: list[dict], names: list[str]) -> str:
 
 def terminal_table(rows: list[dict]) -> str:
     """Every cell: one line per runtime and setting."""
-    models = VARIANTS
     width = max(len(short_setting(c["setting"])) for row in rows for c in row["cells"])
-    header = f"{'runtime':<17} {'version':<10} {'setting':<{width}} " + " ".join(f"{v:<30}" for v in models)
+    header = f"{'runtime':<17} {'version':<10} {'setting':<{width}} " + " ".join(f"{v:<30}" for v in VARIANTS)
     lines = [header, "-" * len(header)]
     for row in rows:
         settings = list(dict.fromkeys(c["setting"] for c in row["cells"]))
         for setting in settings:
             by_model = {c["model"]: c for c in row["cells"] if c["setting"] == setting}
             lines.append(f"{row['engine']:<17} {row['version'].split('-')[0]:<10} {short_setting(setting):<{width}} "
-                         + " ".join(f"{cell_text(by_model[v]) if v in by_model else '-':<30}" for v in models))
+                         + " ".join(f"{cell_text(by_model[v]) if v in by_model else '-':<30}" for v in VARIANTS))
     return "\n".join(lines)
 
 

@@ -25,25 +25,19 @@ def onnxruntime_settings():
     """A plain default session, then every graph optimization level this release knows."""
     import onnxruntime as ort
 
-    def plain(path):
-        return ort.InferenceSession(path)
-
     def at_level(level):
-        def make(path):
-            options = ort.SessionOptions()
-            options.graph_optimization_level = level
-            return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        return make
-
-    def run(make):
         def predict(path, X):
-            session = make(path)
+            if level is None:
+                session = ort.InferenceSession(path)  # exactly what a user would write
+            else:
+                options = ort.SessionOptions()
+                options.graph_optimization_level = level
+                session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
             return session.run(None, {session.get_inputs()[0].name: X})[0]
         return predict
 
-    settings = {"default": run(plain)}
-    settings.update({name: run(at_level(level)) for name, level in ort.GraphOptimizationLevel.__members__.items()})
-    return ort.__version__, settings
+    levels = {"default": None, **ort.GraphOptimizationLevel.__members__}
+    return ort.__version__, {name: at_level(level) for name, level in levels.items()}
 
 
 def openvino_settings():
