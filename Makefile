@@ -186,11 +186,11 @@ compare: $(COMPARE_MD)
 	@cat $(COMPARE_MD)
 
 .PHONY: compat   ## Run the 3 models on onnxruntime 1.16-1.25 and pinned, onnxruntime-node, OpenVINO, tract, the ONNX reference
-compat: $(COMPAT_MD)
+compat: $(COMPAT_JSON) $(COMPAT_MD)
 	@cat $(COMPAT_MD)
 
 .PHONY: sweep    ## Quantize at every width 2-8 against naive rounding: sweep.json, sweep.md and the plot sweep.png
-sweep: $(SWEEP_MD)
+sweep: $(SWEEP_JSON) $(SWEEP_MD) $(SWEEP_PNG)
 	@cat $(SWEEP_MD)
 
 .PHONY: optimality ## The quantizer at every width 2-8 against a dense brute-force search and naive rounding
