@@ -1,5 +1,6 @@
 # The slim runtime image: Python, numpy and onnxruntime (with only what they require), the
-# three ONNX models, the manifest, the sample, and the runtime module. No scikit-learn, scipy,
+# three ONNX models, the manifest, the sample, and the runtime module with its compiled fast
+# paths (pipeline/runtime/_native.so, built by make from native.c). No scikit-learn, scipy,
 # joblib, skl2onnx, onnx, pip or build tools. Built by `make docker`, which stages a small
 # build context and a wheelhouse, so the build needs no network:
 #   make docker                                  # python:3.11-slim
@@ -30,8 +31,8 @@ RUN rm -rf /usr/local/lib/python3*/site-packages/pip* /usr/local/lib/python3*/si
         /usr/lib/python3/dist-packages/pip* /usr/share/python-wheels /usr/lib/python3*/ensurepip
 COPY --from=deps /opt/site /opt/site
 # The staged context (make docker) holds only the runtime's modules and the image's artifacts.
-# Exactly the runtime's code: the shared stdlib-only modules and the runtime package (a test
-# checks this list against what the runtime imports).
+# Exactly the runtime's code: the shared stdlib-only modules and the runtime package with its
+# library (a test checks this list against what the runtime imports).
 COPY pipeline/__init__.py pipeline/config.py pipeline/errors.py /app/pipeline/
 COPY pipeline/runtime/ /app/pipeline/runtime/
 COPY artifacts/ /app/artifacts/

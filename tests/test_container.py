@@ -109,6 +109,14 @@ def test_bad_csv_exits_2_with_one_line_and_no_output():
     assert len(err.splitlines()) == 1 and "line 2, column 8" in err and "Traceback" not in err
 
 
+def test_the_image_runs_the_compiled_fast_paths():
+    """The library built on the host loads in the image (same architecture, its libc): a
+    silent fall back to the pure-Python paths would cost 2-3x the time."""
+    probe = "from pipeline.runtime import native; print(native.LIB is not None)"
+    result = subprocess.run([*RUN, "--entrypoint", "python3", IMAGE, "-c", probe], capture_output=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == b"True", result.stderr
+
+
 def test_no_training_stack_pip_or_build_tools_in_the_image():
     probe = ("import importlib.util, json; "
              "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in "

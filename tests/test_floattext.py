@@ -1,4 +1,6 @@
-"""The predictions' text (pipeline.runtime.floattext) is byte for byte numpy's astype(str).
+"""The predictions' text (pipeline.runtime.floattext, and the compiled formatter in
+pipeline.runtime.native that the CLI and server use when it is built) is byte for byte
+numpy's astype(str).
 
 The claim users rely on: the CLI's output is the same bytes it was when numpy formatted each
 value. Checked on whole bands of consecutive float32 values where the format changes (the
@@ -13,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.runtime import floattext
+from pipeline.runtime import floattext, native
 
 # Consecutive float32 values checked on each side of each landmark.
 BAND = 1 << 14
@@ -26,14 +28,15 @@ def numpy_text(x: np.ndarray, separator: str) -> str:
 
 
 def assert_same_text(x: np.ndarray, separator: str = "\n") -> None:
-    """join_float32, and its array machinery on its own (join_float32 leaves arrays under
-    SMALL_ARRAY values to numpy), both give numpy's text."""
+    """join_float32, its array machinery on its own (join_float32 leaves arrays under
+    SMALL_ARRAY values to numpy), and the compiled formatter all give numpy's text."""
     theirs = numpy_text(x, separator)
     sep = np.frombuffer(separator.encode("ascii"), np.uint8)
     with np.errstate(all="ignore"):
         chunked = b"".join(floattext.join_chunk(x[i:i + floattext.CHUNK_ROWS], sep, separator)
                            for i in range(0, x.size, floattext.CHUNK_ROWS)).decode("ascii")
-    for ours in (floattext.join_float32(x, separator), chunked):
+    assert native.LIB is not None, "the compiled formatter is not built; run `make native`"
+    for ours in (floattext.join_float32(x, separator), chunked, native.join_float32(x, separator)):
         compare(ours, theirs, separator)
 
 
@@ -55,6 +58,14 @@ def band(value: float) -> np.ndarray:
 @pytest.mark.parametrize("landmark", LANDMARKS)
 def test_every_value_around_where_the_format_changes_matches_numpy(landmark):
     assert_same_text(band(landmark))
+
+
+def test_every_power_of_two_and_its_neighbours_match_numpy():
+    """Powers of two have a lopsided rounding interval (the compiled formatter decides them)."""
+    centres = np.arange(1, 255, dtype=np.int64) << 23
+    bits = (centres[:, None] + np.arange(-256, 256)).reshape(-1).astype(np.uint32)
+    x = bits.view(np.float32)
+    assert_same_text(np.concatenate([x, -x]))
 
 
 def test_random_bit_patterns_of_every_class_match_numpy():

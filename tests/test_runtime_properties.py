@@ -4,6 +4,7 @@
   lines, predicts exactly what onnxruntime predicts on the same float32 rows;
 - the same input with one value corrupted is refused with one line naming the corrupted line.
 
+Each property holds with the compiled fast paths (pipeline/runtime/native.c) and without them.
 In process (the readers are pure functions of a stream), so hundreds of examples take seconds;
 tests/test_runtime_faults.py runs the CLI itself for the exit code and the absence of output.
 """
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from helpers import write_synthetic_artifacts
 from pipeline import config
 from pipeline.errors import UserError
-from pipeline.runtime import readers
+from pipeline.runtime import native, readers
 from pipeline.runtime.model import Predictor
 
 FEATURES = config.FEATURE_NAMES
@@ -34,6 +35,16 @@ values = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=32).ma
                    st.integers(min_value=-10 ** 6, max_value=10 ** 6))
 rows = st.lists(st.lists(values, min_size=8, max_size=8), min_size=1, max_size=30)
 endings = st.sampled_from(["\n", "\r\n", "\r"])
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def implementation(request, monkeypatch):
+    """Every property, with the compiled parsers and with the pure-Python ones."""
+    if request.param == "python":
+        monkeypatch.setattr(native, "LIB", None)
+    else:
+        assert native.LIB is not None, "the compiled fast paths are not built; run `make native`"
+    return request.param
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,13 @@ One module per job:
 - ``model``: the onnxruntime session, after its integrity check (``integrity``);
 - ``sink``: where predictions go, all or nothing (``files`` holds the atomic write,
   ``floattext`` the predictions' text);
+- ``native``: the compiled fast paths (``native.c``, built by `make native`) for plain CSV and
+  JSON Lines rows and the predictions' text; anything not plain takes the Python path, so the
+  output is the same bytes with the library or without it;
 - ``cli``: the command line.
 
-Imports only the standard library, numpy, onnxruntime and the shared ``pipeline.config`` and
-``pipeline.errors``: never the training side (a test checks this against the Dockerfile).
+Imports only the standard library (ctypes loads the library), numpy, onnxruntime and the shared
+``pipeline.config`` and ``pipeline.errors``: never the training side (a test checks this against the Dockerfile).
 This file imports nothing: the training side writes its artifacts with ``files`` and must not
 load onnxruntime for it.
 """

@@ -29,7 +29,7 @@ from pipeline import config
 from pipeline.errors import UserError, shown, shown_json
 from pipeline.runtime import validate
 from pipeline.runtime.readers import object_without_duplicates
-from pipeline.runtime.floattext import join_float32
+from pipeline.runtime.native import join_float32
 from pipeline.runtime.model import Predictor
 
 SERVER_NAME = "housing-runtime"

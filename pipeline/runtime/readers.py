@@ -21,7 +21,7 @@ from typing import IO
 import numpy as np
 
 from pipeline.errors import EnvironmentFault, UserError, shown, shown_json
-from pipeline.runtime import validate
+from pipeline.runtime import native, validate
 from pipeline.runtime.validate import Batch
 
 INPUT_FORMATS = ("auto", "csv", "jsonl", "json")
@@ -72,13 +72,12 @@ def too_long(line_no: int) -> UserError:
     return UserError(f"line {line_no} is longer than {MAX_LINE_CHARS} characters; one line holds one house's 8 values")
 
 
-def line_chunks(stream: IO[str], chunk_rows: int, first_line_no: int) -> Iterator[tuple[list[str], int]]:
-    """The remaining lines, without their line breaks, each chunk with its first line's number.
+def line_blocks(stream: IO[str], first_line_no: int) -> Iterator[tuple[str, int]]:
+    """The remaining text in blocks of whole lines, '\n'-separated without the last one's,
+    each with its first line's number.
 
     Text is read BLOCK_CHARS at a time and cut at its last line break (one C call per block,
-    not one per line). A chunk holds at most ``chunk_rows`` lines and at most one block's text,
-    so memory is bounded by characters as well as rows; a line over MAX_LINE_CHARS is refused,
-    wherever it falls."""
+    not one per line); a line over MAX_LINE_CHARS is refused, wherever it falls."""
     carry, line_no = "", first_line_no
     while True:
         block = stream.read(BLOCK_CHARS)
@@ -90,19 +89,62 @@ def line_chunks(stream: IO[str], chunk_rows: int, first_line_no: int) -> Iterato
                 if len(carry) > MAX_LINE_CHARS:
                     raise too_long(line_no)
                 continue
-            lines, carry = text[:cut].split("\n"), text[cut + 1:]
+            body, carry = text[:cut], text[cut + 1:]
+            n_lines = body.count("\n") + 1
             if len(carry) > MAX_LINE_CHARS:
-                raise too_long(line_no + len(lines))
+                raise too_long(line_no + n_lines)
+        elif carry:
+            body, carry, n_lines = carry, "", 1
         else:
-            lines, carry = ([carry] if carry else []), ""
-        if lines and max(map(len, lines)) > MAX_LINE_CHARS:
-            raise too_long(line_no + next(i for i, line in enumerate(lines) if len(line) > MAX_LINE_CHARS))
-        for start in range(0, len(lines), chunk_rows):
-            chunk = lines[start:start + chunk_rows]
-            yield chunk, line_no
-            line_no += len(chunk)
+            return
+        if len(body) > MAX_LINE_CHARS:
+            long_line = first_long_line(body)
+            if long_line is not None:
+                raise too_long(line_no + long_line)
+        yield body, line_no
+        line_no += n_lines
         if not block:
             return
+
+
+def first_long_line(body: str) -> int | None:
+    """The index of the first line of ``body`` over MAX_LINE_CHARS, if any."""
+    if native.LIB is not None and body.isascii():
+        return native.first_long_line(body.encode("ascii"), MAX_LINE_CHARS)
+    return next((i for i, line in enumerate(body.split("\n")) if len(line) > MAX_LINE_CHARS), None)
+
+
+# parse(text, at, max_rows) -> (float64 rows in feature order, next line's offset) or None.
+NativeParse = Callable[[bytes, int, int], "tuple[np.ndarray, int] | None"]
+# parse(lines, first_line_no) -> (float64 rows in feature order, row_name), or None if every
+# line is blank; raises UserError naming the first bad line.
+PythonParse = Callable[[list[str], int], "tuple[np.ndarray, Callable[[int], str]] | None"]
+
+
+def block_rows(body: str, first_line_no: int, chunk_rows: int, native_parse: NativeParse | None,
+               python_parse: PythonParse) -> Iterator[tuple[np.ndarray, Callable[[int], str]]]:
+    """A block's rows, chunk_rows lines at a time: by the compiled parser while its chunks are
+    plain, then, from the first chunk that is not, by the Python parser, which names faults.
+    Chunks start at the same lines either way, so the first fault reported is the same."""
+    at, line_no = 0, first_line_no
+    if native_parse is not None and native.LIB is not None and body.isascii():
+        text = body.encode("ascii")   # ASCII: byte offsets are character offsets
+        while at <= len(text):
+            parsed = native_parse(text, at, chunk_rows)
+            if parsed is None:
+                break
+            values, at = parsed
+            yield values, (lambda row, first=line_no: f"line {first + row}")
+            line_no += len(values)
+        else:
+            return
+    lines = body[at:].split("\n")
+    for start in range(0, len(lines), chunk_rows):
+        chunk = lines[start:start + chunk_rows]
+        parsed = python_parse(chunk, line_no)
+        if parsed is not None:
+            yield parsed
+        line_no += len(chunk)
 
 
 def without_blank_lines(lines: list[str], first_line_no: int,
@@ -139,21 +181,27 @@ def read_csv(stream: IO[str], features: tuple[str, ...], chunk_rows: int, lines_
         raise UserError("input is empty; expected a CSV header naming the 8 features, then rows")
     header = parse_header(header_line, line_no)
     order = column_order(header, features)
-    rows_seen = 0
-    for chunk, first_line_no in line_chunks(stream, chunk_rows, line_no + 1):
+    dest = np.empty(len(order), np.intc)
+    dest[order] = np.arange(len(order))      # header column -> feature position
+
+    def python_parse(chunk: list[str], first_line_no: int):
         lines, row_name = without_blank_lines(chunk, first_line_no)
         values = parse_csv_chunk(lines, row_name, len(header))
         if values is None:  # whitespace-only lines (or a real fault, which the strict pass names)
             lines, row_name = without_blank_lines(chunk, first_line_no, strict=True)
             values = parse_csv_chunk(lines, row_name, len(header), locate=True)
-        if not lines:
-            continue
-        values = values[:, order]
+        return (values[:, order], row_name) if lines else None
 
-        def where(row: int, col: int, row_name=row_name) -> str:
-            return f"{row_name(row)}, column {shown(header[order[col]].strip())}"
-        rows_seen += len(lines)
-        yield Batch(validate.to_float32(values, where), row_name)
+    def native_parse(text: bytes, at: int, max_rows: int):
+        return native.parse_csv(text, at, dest, max_rows)
+
+    rows_seen = 0
+    for body, first_line_no in line_blocks(stream, line_no + 1):
+        for values, row_name in block_rows(body, first_line_no, chunk_rows, native_parse, python_parse):
+            def where(row: int, col: int, row_name=row_name) -> str:
+                return f"{row_name(row)}, column {shown(header[order[col]].strip())}"
+            rows_seen += len(values)
+            yield Batch(validate.to_float32(values, where), row_name)
     if rows_seen == 0:
         raise UserError("the CSV has a header but no rows; nothing to predict")
 
@@ -276,8 +324,9 @@ def fast_json_values(lines: list[str], features: tuple[str, ...]) -> np.ndarray 
 
 
 def read_jsonl(stream: IO[str], features: tuple[str, ...], chunk_rows: int, lines_before: int = 0) -> Iterator[Batch]:
-    rows_seen = 0
-    for chunk, first_line_no in line_chunks(stream, chunk_rows, lines_before + 1):
+    keys = "".join(f + "\0" for f in features).encode("ascii") if all(map(str.isascii, features)) else None
+
+    def python_parse(chunk: list[str], first_line_no: int):
         lines, row_name = without_blank_lines(chunk, first_line_no)
         values = fast_json_values(lines, features)
         if values is None:  # whitespace-only lines, or a fault that the line-by-line pass names
@@ -286,13 +335,19 @@ def read_jsonl(stream: IO[str], features: tuple[str, ...], chunk_rows: int, line
             if values is None:
                 records = [parse_json(line, row_name(i)) for i, line in enumerate(lines)]
                 values = validate.record_values(records, features, row_name)
-        if not lines:
-            continue
+        return (values, row_name) if lines else None
 
-        def where(row: int, col: int, row_name=row_name) -> str:
-            return f"{row_name(row)}, field {features[col]!r}"
-        rows_seen += len(lines)
-        yield Batch(validate.to_float32(values, where), row_name)
+    def native_parse(text: bytes, at: int, max_rows: int):
+        return native.parse_jsonl(text, at, keys, len(features), max_rows)
+
+    rows_seen = 0
+    for body, first_line_no in line_blocks(stream, lines_before + 1):
+        for values, row_name in block_rows(body, first_line_no, chunk_rows, native_parse if keys else None,
+                                           python_parse):
+            def where(row: int, col: int, row_name=row_name) -> str:
+                return f"{row_name(row)}, field {features[col]!r}"
+            rows_seen += len(values)
+            yield Batch(validate.to_float32(values, where), row_name)
     if rows_seen == 0:
         raise UserError("input is empty; expected JSON Lines, one object with the 8 features per line")
 

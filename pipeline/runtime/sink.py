@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.errors import EnvironmentFault, UserError, shown
 from pipeline.runtime.files import atomic_path, nearest_existing_folder
-from pipeline.runtime.floattext import join_float32
+from pipeline.runtime.native import join_float32
 
 # Output kept in memory up to this size before it spills to $TMPDIR.
 SPOOL_BYTES = 64 << 20
@@ -163,7 +163,7 @@ class Writer:
             out.write(f'{{"model": {json.dumps(variant)}, "predictions": [')
 
     def write(self, pred: np.ndarray) -> None:
-        # numpy's shortest round-trip text of each float32 (floattext: the same bytes, faster).
+        # numpy's shortest round-trip text of each float32 (native or floattext: the same bytes, faster).
         if pred.size == 0:
             return
         if self.fmt == "csv":

@@ -1,0 +1,278 @@
+"""The compiled fast paths (pipeline/runtime/native.c) change nothing but speed.
+
+What users rely on: the same input gives the same output bytes, or the same one-line error,
+whether the library is built or not. Checked three ways, against code nobody here wrote where
+possible:
+- each number the C parser accepts, numpy's loadtxt (CSV) or Python's json (JSON Lines) also
+  accepts, with bit-identical float64 values; plain numbers are accepted (else the fast path
+  would be dead code);
+- the readers give identical rows, or identical errors, with the library and without it, on
+  generated files with corrupted lines, for any chunk size;
+- the CLI writes identical bytes both ways (the formatter itself is checked against numpy in
+  tests/test_floattext.py, value by value).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers import REPO, write_synthetic_artifacts
+from pipeline import config
+from pipeline.errors import UserError
+from pipeline.runtime import native, readers, validate
+
+FEATURES = config.FEATURE_NAMES
+SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def test_the_library_is_built_and_loaded():
+    """make test builds it (make native); a silent fallback would hide a broken build."""
+    assert native.LIB is not None, f"{native.LIBRARY} is not built or does not load; run `make native`"
+
+
+def same_bits(a: float, b: float) -> bool:
+    return np.float64(a).view(np.int64) == np.float64(b).view(np.int64)
+
+
+# ---- Numbers ---------------------------------------------------------------------------
+
+def c_csv_field(field: str) -> float | None:
+    got = native.parse_csv(field.encode("ascii"), 0, np.zeros(1, np.intc), 1)
+    return None if got is None else float(got[0][0, 0])
+
+
+def loadtxt_field(field: str) -> float | None:
+    """What the Python path reads: numpy's loadtxt, one column."""
+    try:
+        arr = np.loadtxt([field], delimiter=",", dtype=np.float64, ndmin=2, comments=None)
+    except ValueError:
+        return None
+    return float(arr[0, 0]) if arr.shape == (1, 1) else None
+
+
+def c_json_value(literal: str) -> float | None:
+    got = native.parse_jsonl(f'{{"a": {literal}, "b": 1}}'.encode("ascii"), 0, b"a\0b\0", 2, 1)
+    return None if got is None else float(got[0][0, 0])
+
+
+def json_value(literal: str) -> float | None:
+    """What the Python path reads: json, then the records' conversion to float64."""
+    try:
+        record = readers.parse_json(f'{{"a": {literal}, "b": 1}}', "line 1")
+        return float(validate.record_values([record], ("a", "b"), lambda i: "line 1")[0, 0])
+    except UserError:
+        return None
+
+
+NUMBER_CHARS = "0123456789+-.eE"
+decimal = st.from_regex(r"[+-]?[0-9]{0,25}(\.[0-9]{0,25})?([eE][+-]?[0-9]{1,4})?", fullmatch=True)
+json_number = st.from_regex(r"-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,25})?([eE][+-]?[0-9]{1,4})?", fullmatch=True)
+written = st.one_of(st.floats(allow_nan=False, allow_infinity=False).map(repr),
+                    st.floats(allow_nan=False, allow_infinity=False, width=32).map(lambda v: f"{v:.9g}"),
+                    st.integers(-10 ** 30, 10 ** 30).map(str))
+anything = st.text(alphabet=NUMBER_CHARS + " _xinfa,\"'", max_size=14)
+
+
+@SETTINGS
+@given(st.one_of(decimal, written, anything))
+def test_every_csv_field_the_c_parser_accepts_loadtxt_reads_to_the_same_float64(field):
+    ours = c_csv_field(field)
+    if ours is not None:
+        theirs = loadtxt_field(field)
+        assert theirs is not None and same_bits(ours, theirs), (field, ours, theirs)
+
+
+@SETTINGS
+@given(st.one_of(json_number, written, anything))
+def test_every_json_number_the_c_parser_accepts_json_reads_to_the_same_float64(literal):
+    ours = c_json_value(literal)
+    if ours is not None:
+        theirs = json_value(literal)
+        assert theirs is not None and same_bits(ours, theirs), (literal, ours, theirs)
+
+
+@pytest.mark.parametrize("field", ["8.3252", "-122.23", "41.0", "0", "-0", "+1.5", ".5", "5.", "1e5", "2.5E-3",
+                                   "6.984126984126984", "123456789012345678901234567890", "1e-320",
+                                   "0.000000000000000000000000001", "17976931348623157e292"])
+def test_plain_numbers_take_the_fast_path(field):
+    assert c_csv_field(field) is not None
+    assert same_bits(c_csv_field(field), loadtxt_field(field))
+
+
+@pytest.mark.parametrize("field", ["", " 1", "1 ", "1_000", "0x10", "nan", "inf", "1e999", "1e", ".", "+",
+                                   '"1.5"', "1.2.3", "1,2"])
+def test_anything_unusual_is_left_to_the_python_path(field):
+    assert c_csv_field(field) is None
+
+
+@pytest.mark.parametrize("literal", ["01", ".5", "5.", "+1", "1e999", "NaN", "Infinity", "true", "null", '"1"',
+                                     "1" * 16, "-"])
+def test_json_the_c_parser_leaves_to_json(literal):
+    assert c_json_value(literal) is None
+
+
+PLAIN_RECORD = "{" + ", ".join(f'"{f}": {i}.5' for i, f in enumerate(FEATURES)) + "}"
+FEATURE_KEYS = "".join(f + "\0" for f in FEATURES).encode("ascii")
+
+
+def c_json_line(line: str) -> np.ndarray | None:
+    got = native.parse_jsonl(line.encode("ascii"), 0, FEATURE_KEYS, len(FEATURES), 1)
+    return None if got is None else got[0][0]
+
+
+def test_a_plain_record_takes_the_fast_path_in_feature_order():
+    np.testing.assert_array_equal(c_json_line(PLAIN_RECORD), np.arange(8) + 0.5)
+    reversed_record = "{" + ", ".join(f'"{f}": {i}.5' for i, f in reversed(list(enumerate(FEATURES)))) + "}"
+    np.testing.assert_array_equal(c_json_line(reversed_record), np.arange(8) + 0.5)
+
+
+@pytest.mark.parametrize("line", [
+    PLAIN_RECORD.replace('"HouseAge"', '"MedInc"'),           # a key twice (and one missing)
+    PLAIN_RECORD.replace('"HouseAge"', '"Rooms"'),            # an unknown key
+    PLAIN_RECORD.replace('"MedInc"', '"\\u004dedInc"'),      # an escape (json reads it as MedInc)
+    PLAIN_RECORD.replace(', "Longitude": 7.5', ""),           # a key missing
+    PLAIN_RECORD[:-1] + ', "x": 1}',                          # a key too many
+    PLAIN_RECORD[:-1] + ",}",                                 # a trailing comma
+    PLAIN_RECORD.replace(", ", " ", 1),                       # a comma missing
+    " " + PLAIN_RECORD, PLAIN_RECORD + " ",                   # space outside the braces
+    PLAIN_RECORD + "}", PLAIN_RECORD + " }", PLAIN_RECORD + "{}",  # junk after the object
+    PLAIN_RECORD.replace("0.5", '"0.5"'), PLAIN_RECORD.replace("0.5", "[0.5]"),
+    PLAIN_RECORD.replace("0.5", "true"), PLAIN_RECORD.replace("0.5", "null"),
+    "{}", "[]", "", PLAIN_RECORD[:-1],
+])
+def test_any_record_that_is_not_plain_is_left_to_json(line):
+    assert c_json_line(line) is None
+
+
+def test_json_minus_zero_is_the_integer_zero_as_in_python():
+    """json reads -0 as the int 0, so +0.0; -0.0 stays negative."""
+    assert same_bits(c_json_value("-0"), 0.0) and same_bits(json_value("-0"), 0.0)
+    assert same_bits(c_json_value("-0.0"), -0.0) and same_bits(json_value("-0.0"), -0.0)
+
+
+# ---- Readers: the same rows or the same error, with the library and without ------------
+
+def read_all(text: str, fmt: str, chunk_rows: int) -> np.ndarray | str:
+    """The reader's rows as one array, or its error message."""
+    stream = io.TextIOWrapper(io.BytesIO(text.encode("utf-8")), encoding="utf-8-sig", newline=None)
+    try:
+        batches = [(b.X, [b.row_name(i) for i in range(len(b.X))]) for b in readers.READERS[fmt](
+            stream, FEATURES, chunk_rows)]
+    except UserError as err:
+        return str(err)
+    return np.vstack([X for X, _ in batches]), [name for _, names in batches for name in names]
+
+
+def both_ways(monkeypatch, text: str, fmt: str, chunk_rows: int):
+    with_library = read_all(text, fmt, chunk_rows)
+    monkeypatch.setattr(native, "LIB", None)
+    without = read_all(text, fmt, chunk_rows)
+    monkeypatch.undo()
+    return with_library, without
+
+
+def assert_same(a, b) -> None:
+    if isinstance(a, str) or isinstance(b, str):
+        assert a == b
+    else:
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[0].dtype == b[0].dtype and a[1] == b[1]
+
+
+value_text = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
+                       st.integers(-10 ** 6, 10 ** 6).map(str))
+# What one line may turn into: each is valid for one path or both, or an error for both.
+LINE_MUTATIONS = ["", "   ", "{}", "1,2", "nan", "1e39", '"1.5"', "0x10", " 2.5", "2.5 ", "-0", "1e999", "01"]
+
+
+@st.composite
+def table_text(draw, fmt: str):
+    n = draw(st.integers(1, 25))
+    order = draw(st.permutations(range(8)))
+    rows = [[draw(value_text) for _ in range(8)] for _ in range(n)]
+    if fmt == "csv":
+        lines = [",".join(FEATURES[i] for i in order)] + [",".join(row[i] for i in order) for row in rows]
+    else:
+        spacing = draw(st.sampled_from([(": ", ", "), (":", ","), (" : ", " ,\t")]))
+        lines = ["{" + spacing[1].join(f'"{FEATURES[i]}"{spacing[0]}{row[i]}' for i in order) + "}" for row in rows]
+    for _ in range(draw(st.integers(0, 2))):   # a mutated line, or a mutated value in one
+        at = draw(st.integers(1 if fmt == "csv" else 0, len(lines) - 1))
+        bad = draw(st.sampled_from(LINE_MUTATIONS))
+        if draw(st.booleans()):
+            lines[at] = bad
+        else:
+            col = draw(st.integers(0, 7))
+            value = rows[at - (fmt == "csv")][order[col]]
+            lines[at] = lines[at].replace(value, bad, 1)
+    return "\n".join(lines) + draw(st.sampled_from(["", "\n", "\n\n"]))
+
+
+@SETTINGS
+@given(text=table_text("csv"), chunk_rows=st.integers(1, 9))
+def test_csv_reads_the_same_with_and_without_the_library(monkeypatch, text, chunk_rows):
+    assert_same(*both_ways(monkeypatch, text, "csv", chunk_rows))
+
+
+@SETTINGS
+@given(text=table_text("jsonl"), chunk_rows=st.integers(1, 9))
+def test_json_lines_read_the_same_with_and_without_the_library(monkeypatch, text, chunk_rows):
+    assert_same(*both_ways(monkeypatch, text, "jsonl", chunk_rows))
+
+
+def test_plain_files_are_read_by_the_library(monkeypatch):
+    """The fast path carries a plain file whole: counted by the calls that come back None."""
+    rng = np.random.default_rng(3)
+    table = rng.normal(size=(1000, 8)).round(4)
+    csv_text = ",".join(FEATURES) + "\n" + "\n".join(",".join(map(repr, row)) for row in table.tolist()) + "\n"
+    jsonl_text = "".join(json.dumps(dict(zip(FEATURES, row, strict=True))) + "\n" for row in table.tolist())
+    for fmt, text, parse in (("csv", csv_text, "parse_csv"), ("jsonl", jsonl_text, "parse_jsonl")):
+        calls = []
+        real = getattr(native, parse)
+
+        def counted(*args, real=real, calls=calls):
+            calls.append(real(*args))
+            return calls[-1]
+        monkeypatch.setattr(native, parse, counted)
+        X, _ = read_all(text, fmt, 64)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(X, table.astype(np.float32))
+        assert calls and all(c is not None for c in calls), fmt
+
+
+# ---- The CLI: the same bytes ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def art(tmp_path_factory):
+    return write_synthetic_artifacts(tmp_path_factory.mktemp("synthetic_artifacts"))
+
+
+def run_cli(args: list[str], pure: bool) -> subprocess.CompletedProcess:
+    env = {**os.environ, native.PURE_ENV: "1" if pure else "0"}
+    return subprocess.run([sys.executable, "-m", "pipeline.runtime", *args], cwd=REPO, env=env,
+                          capture_output=True, timeout=120)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_the_cli_writes_the_same_bytes_with_and_without_the_library(art, tmp_path, fmt):
+    rng = np.random.default_rng(11)
+    table = np.abs(rng.normal(size=(30_000, 8)) * [2, 12, 2, 0.5, 1000, 3, 2, 2] + [4, 28, 5, 1, 1400, 3, 35, 119])
+    # Short decimals (Clinger's exact path) and full 17-digit reprs (strtod_l's), mixed.
+    table = np.where(rng.random(table.shape) < 0.7, table.round(4), table)
+    src = tmp_path / f"rows.{fmt}"
+    if fmt == "csv":
+        src.write_text(",".join(FEATURES) + "\n" + "\n".join(",".join(map(repr, r)) for r in table.tolist()) + "\n")
+    else:
+        src.write_text("".join(json.dumps(dict(zip(FEATURES, r, strict=True))) + "\n" for r in table.tolist()))
+    for output in ("csv", "json"):
+        args = ["--artifacts", str(art), "--input", str(src), "--format", output, "--chunk-rows", "4096"]
+        fast, pure = run_cli(args, pure=False), run_cli(args, pure=True)
+        assert fast.returncode == pure.returncode == 0, (fast.stderr, pure.stderr)
+        assert fast.stdout == pure.stdout and len(fast.stdout) > 30_000 * 5
