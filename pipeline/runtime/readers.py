@@ -78,11 +78,13 @@ def line_blocks(stream: IO[str], first_line_no: int) -> Iterator[tuple[str, int]
 
     Text is read BLOCK_CHARS at a time and cut at its last line break (one C call per block,
     not one per line); a line over MAX_LINE_CHARS is refused, wherever it falls."""
-    carry, line_no = "", first_line_no
-    while True:
+    carry, line_no, at_end = "", first_line_no, False
+    while not at_end:
         block = stream.read(BLOCK_CHARS)
+        at_end = not block
         if block:
             text = carry + block
+            del block   # only the block's lines stay alive while they are parsed: memory
             cut = text.rfind("\n")
             if cut < 0:
                 carry = text
@@ -90,6 +92,7 @@ def line_blocks(stream: IO[str], first_line_no: int) -> Iterator[tuple[str, int]
                     raise too_long(line_no)
                 continue
             body, carry = text[:cut], text[cut + 1:]
+            del text
             n_lines = body.count("\n") + 1
             if len(carry) > MAX_LINE_CHARS:
                 raise too_long(line_no + n_lines)
@@ -102,9 +105,8 @@ def line_blocks(stream: IO[str], first_line_no: int) -> Iterator[tuple[str, int]
             if long_line is not None:
                 raise too_long(line_no + long_line)
         yield body, line_no
+        del body
         line_no += n_lines
-        if not block:
-            return
 
 
 def first_long_line(body: str) -> int | None:
