@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import statistics
@@ -60,10 +61,10 @@ class Run:
     peak_rss: int      # bytes
 
 
-def timed_child(cmd: list[str]) -> Run:
+def timed_child(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     """Wall time, CPU time and peak RSS of one child process."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -78,21 +79,30 @@ def in_child(code: str, *args: str) -> None:
     subprocess.run([sys.executable, "-c", "import sys; from pipeline import benchmark; " + code, *args], check=True)
 
 
+# The CLI without its compiled fast paths (pipeline/runtime/native.py): what they are worth.
+PURE_TOOL = "CLI, CSV, pure Python"
+PURE_ENV = {**os.environ, "HOUSING_RUNTIME_PURE": "1"}
+
+
 def bench_runtime(artifacts_dir: Path, sizes: list[int], alternatives_python: str, repeats: int) -> dict:
     """The CLI against a pandas and a pyarrow script on the same CSV rows, interleaved, the best
-    of ``repeats`` each; and the CLI on the same rows as JSON Lines at the first size."""
+    of ``repeats`` each; the CLI without its compiled fast paths, whose output must be the same
+    bytes; and the CLI on the same rows as JSON Lines at the first size."""
     model = str(artifacts_dir / config.ONNX_NAMES["uint8"])
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             src, out = Path(tmp) / f"rows_{n}.csv", Path(tmp) / "out.csv"
+            cli_out, pure_out = Path(tmp) / "cli.csv", Path(tmp) / "pure.csv"
             in_child("benchmark.write_rows_csv(sys.argv[1], int(sys.argv[2]))", str(src), str(n))
             alternative = [alternatives_python, "-m", "pipeline.alternatives"]
             tools = {
                 "CLI, CSV": [sys.executable, "-m", "pipeline.runtime", "--artifacts", str(artifacts_dir),
-                             "--input", str(src), "--output", str(out)],
+                             "--input", str(src), "--output", str(cli_out)],
                 "pandas script": [*alternative, "pandas", model, str(src), str(out)],
                 "pyarrow script": [*alternative, "pyarrow", model, str(src), str(out)],
+                PURE_TOOL: [sys.executable, "-m", "pipeline.runtime", "--artifacts", str(artifacts_dir),
+                            "--input", str(src), "--output", str(pure_out)],
             }
             if n == sizes[0]:
                 jsonl = Path(tmp) / f"rows_{n}.jsonl"
@@ -101,7 +111,12 @@ def bench_runtime(artifacts_dir: Path, sizes: list[int], alternatives_python: st
             runs: dict[str, list[Run]] = {tool: [] for tool in tools}
             for _ in range(repeats):  # interleaved, so every tool sees the same machine state
                 for tool, cmd in tools.items():
-                    runs[tool].append(timed_child(cmd))
+                    runs[tool].append(timed_child(cmd, PURE_ENV if tool == PURE_TOOL else None))
+            # Compared in blocks: reading them whole would raise the next children's peak RSS.
+            if not filecmp.cmp(cli_out, pure_out, shallow=False):
+                raise UserError(f"{n:,} rows: the CLI's output differs with and without its compiled fast paths")
+            if n == sizes[0] and not filecmp.cmp(cli_out, out, shallow=False):  # out: JSON Lines' run, the last
+                raise UserError(f"{n:,} rows: the CLI predicts the rows differently from CSV and from JSON Lines")
             for tool, tool_runs in runs.items():
                 best = min(tool_runs, key=lambda r: r.wall)
                 results.append({"rows": n, "tool": tool, "wall": best.wall, "cpu": best.cpu,
@@ -127,6 +142,9 @@ def print_runtime_table(results: list[dict], sizes: list[int], repeats: int) -> 
         print(f"{n:,} rows: the CLI takes {cli['wall'] / get(n, 'pandas script')['wall']:.2f}x the pandas script's "
               f"wall time and {cli['wall'] / get(n, 'pyarrow script')['wall']:.2f}x the pyarrow script's")
     first, last = get(sizes[0], "CLI, CSV"), get(sizes[-1], "CLI, CSV")
+    for n in sizes:
+        speedup = get(n, PURE_TOOL)["wall"] / get(n, "CLI, CSV")["wall"]
+        print(f"{n:,} rows: the compiled fast paths make the CLI {speedup:.2f}x faster (the same output bytes)")
     jsonl = get(sizes[0], "CLI, JSON Lines")
     print(f"JSON Lines takes {jsonl['wall'] / first['wall']:.2f}x the CSV's wall time ({sizes[0]:,} rows)")
     memory = last["peak_rss_bytes"] / first["peak_rss_bytes"]
