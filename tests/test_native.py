@@ -73,8 +73,9 @@ def json_value(literal: str) -> float | None:
 
 
 NUMBER_CHARS = "0123456789+-.eE"
-decimal = st.from_regex(r"[+-]?[0-9]{0,25}(\.[0-9]{0,25})?([eE][+-]?[0-9]{1,4})?", fullmatch=True)
-json_number = st.from_regex(r"-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,25})?([eE][+-]?[0-9]{1,4})?", fullmatch=True)
+# Exponents of up to 25 digits: beyond any float, and beyond the C parser's own cap (1e5).
+decimal = st.from_regex(r"[+-]?[0-9]{0,25}(\.[0-9]{0,25})?([eE][+-]?[0-9]{1,25})?", fullmatch=True)
+json_number = st.from_regex(r"-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,25})?([eE][+-]?[0-9]{1,25})?", fullmatch=True)
 written = st.one_of(st.floats(allow_nan=False, allow_infinity=False).map(repr),
                     st.floats(allow_nan=False, allow_infinity=False, width=32).map(lambda v: f"{v:.9g}"),
                     st.integers(-10 ** 30, 10 ** 30).map(str))
@@ -105,6 +106,30 @@ def test_every_json_number_the_c_parser_accepts_json_reads_to_the_same_float64(l
 def test_plain_numbers_take_the_fast_path(field):
     assert c_csv_field(field) is not None
     assert same_bits(c_csv_field(field), loadtxt_field(field))
+
+
+# Where the C parser changes method: 19 digits kept exactly (a 20th would overflow uint64),
+# 2^53 for Clinger's path, exponents beyond its cap, and the longest number it takes itself.
+BOUNDARY_FIELDS = ["9999999999999999999", "99999999999999999999", "18446744073709551615", "18446744073709551616",
+                   "18446744073709551617", "36893488147419103232.5", "0.18446744073709551616", "9007199254740993",
+                   "9007199254740992e22", "1e18446744073709551617", "1e-18446744073709551615", "1e100000",
+                   "1e-100000", "4.9e-324", "2.4703282292062328e-324", "1.7976931348623158e308",
+                   "1." + "0" * 62, "0." + "0" * 61 + "1"]
+
+
+@pytest.mark.parametrize("field", BOUNDARY_FIELDS)
+def test_numbers_at_the_c_parsers_limits_read_as_loadtxt_reads_them(field):
+    ours, theirs = c_csv_field(field), loadtxt_field(field)
+    assert ours is None or same_bits(ours, theirs), (ours, theirs)
+    literal = field.lstrip("+")
+    ours, theirs = c_json_value(literal), json_value(literal)
+    assert ours is None or same_bits(ours, theirs), (ours, theirs)
+
+
+def test_the_longest_number_the_c_parser_takes_is_exact_and_a_longer_one_is_left_to_python():
+    longest = "1." + "0" * 61 + "1"
+    assert len(longest) == 64 and same_bits(c_csv_field(longest), loadtxt_field(longest))
+    assert c_csv_field(longest + "1") is None and c_csv_field("1." + "0" * 200) is None
 
 
 @pytest.mark.parametrize("field", ["", " 1", "1 ", "1_000", "0x10", "nan", "inf", "1e999", "1e", ".", "+",
@@ -160,6 +185,26 @@ def test_json_minus_zero_is_the_integer_zero_as_in_python():
 
 # ---- Readers: the same rows or the same error, with the library and without ------------
 
+def test_the_long_line_check_counts_characters_exactly():
+    text = "\n".join(["abc", "x" * 100, "y" * 101, "z"]).encode("ascii")
+    assert native.first_long_line(text, 101) is None
+    assert native.first_long_line(text, 100) == 2
+    assert native.first_long_line(b"x" * 100, 99) == 0 and native.first_long_line(b"", 0) is None
+
+
+def test_a_line_exactly_at_the_cap_is_read_and_one_over_it_is_refused(monkeypatch):
+    monkeypatch.setattr(readers, "MAX_LINE_CHARS", 100)
+    plain = ",".join(["1.5"] * 8)
+    at_cap = ",".join(["1." + "1" * 10] * 7 + ["1." + "1" * (100 - 7 * 13 - 2)])
+    assert len(at_cap) == 100
+    header = ",".join(FEATURES)
+    read_at_cap = both_ways(monkeypatch, "\n".join([header, plain, at_cap, plain]) + "\n", "csv", 2, cap=100)
+    assert_same(*read_at_cap)
+    assert not isinstance(read_at_cap[0], str) and len(read_at_cap[0][0]) == 3
+    over = both_ways(monkeypatch, "\n".join([header, plain, at_cap + "1", plain]) + "\n", "csv", 2, cap=100)
+    assert over[0] == over[1] == "line 3 is longer than 100 characters; one line holds one house's 8 values"
+
+
 def read_all(text: str, fmt: str, chunk_rows: int) -> np.ndarray | str:
     """The reader's rows as one array, or its error message."""
     stream = io.TextIOWrapper(io.BytesIO(text.encode("utf-8")), encoding="utf-8-sig", newline=None)
@@ -171,20 +216,33 @@ def read_all(text: str, fmt: str, chunk_rows: int) -> np.ndarray | str:
     return np.vstack([X for X, _ in batches]), [name for _, names in batches for name in names]
 
 
-def both_ways(monkeypatch, text: str, fmt: str, chunk_rows: int):
+def both_ways(monkeypatch, text: str, fmt: str, chunk_rows: int, block_chars: int | None = None,
+              cap: int | None = None):
+    """The reader's result with the library and without it, at the given block size and line cap."""
+    def settings(pure: bool) -> None:
+        monkeypatch.undo()
+        if block_chars is not None:
+            monkeypatch.setattr(readers, "BLOCK_CHARS", block_chars)
+        if cap is not None:
+            monkeypatch.setattr(readers, "MAX_LINE_CHARS", cap)
+        if pure:
+            monkeypatch.setattr(native, "LIB", None)
+    settings(pure=False)
     with_library = read_all(text, fmt, chunk_rows)
-    monkeypatch.setattr(native, "LIB", None)
+    settings(pure=True)
     without = read_all(text, fmt, chunk_rows)
     monkeypatch.undo()
     return with_library, without
 
 
 def assert_same(a, b) -> None:
+    """The same error, or the same rows bit for bit (-0.0 is not 0.0) and the same line names."""
     if isinstance(a, str) or isinstance(b, str):
         assert a == b
     else:
-        np.testing.assert_array_equal(a[0], b[0])
-        assert a[0].dtype == b[0].dtype and a[1] == b[1]
+        assert a[0].dtype == b[0].dtype == np.float32 and a[0].shape == b[0].shape
+        np.testing.assert_array_equal(a[0].view(np.uint32), b[0].view(np.uint32))
+        assert a[1] == b[1]
 
 
 value_text = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
@@ -215,16 +273,22 @@ def table_text(draw, fmt: str):
     return "\n".join(lines) + draw(st.sampled_from(["", "\n", "\n\n"]))
 
 
-@SETTINGS
-@given(text=table_text("csv"), chunk_rows=st.integers(1, 9))
-def test_csv_reads_the_same_with_and_without_the_library(monkeypatch, text, chunk_rows):
-    assert_same(*both_ways(monkeypatch, text, "csv", chunk_rows))
+# Chunks of a few rows, and more rows than any block holds; blocks of a few characters (lines
+# carried over block ends), and the real size.
+chunk_sizes = st.one_of(st.integers(1, 9), st.just(10 ** 9))
+block_sizes = st.one_of(st.integers(17, 400), st.just(readers.BLOCK_CHARS))
 
 
 @SETTINGS
-@given(text=table_text("jsonl"), chunk_rows=st.integers(1, 9))
-def test_json_lines_read_the_same_with_and_without_the_library(monkeypatch, text, chunk_rows):
-    assert_same(*both_ways(monkeypatch, text, "jsonl", chunk_rows))
+@given(text=table_text("csv"), chunk_rows=chunk_sizes, block_chars=block_sizes)
+def test_csv_reads_the_same_with_and_without_the_library(monkeypatch, text, chunk_rows, block_chars):
+    assert_same(*both_ways(monkeypatch, text, "csv", chunk_rows, block_chars))
+
+
+@SETTINGS
+@given(text=table_text("jsonl"), chunk_rows=chunk_sizes, block_chars=block_sizes)
+def test_json_lines_read_the_same_with_and_without_the_library(monkeypatch, text, chunk_rows, block_chars):
+    assert_same(*both_ways(monkeypatch, text, "jsonl", chunk_rows, block_chars))
 
 
 def test_plain_files_are_read_by_the_library(monkeypatch):
