@@ -18,6 +18,8 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal, getcontext
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -114,7 +116,9 @@ BOUNDARY_FIELDS = ["9999999999999999999", "99999999999999999999", "1844674407370
                    "18446744073709551617", "36893488147419103232.5", "0.18446744073709551616", "9007199254740993",
                    "9007199254740992e22", "1e18446744073709551617", "1e-18446744073709551615", "1e100000",
                    "1e-100000", "4.9e-324", "2.4703282292062328e-324", "1.7976931348623158e308",
-                   "1." + "0" * 62, "0." + "0" * 61 + "1"]
+                   "1." + "0" * 62, "0." + "0" * 61 + "1", "4503599627370496.5", "4503599627370497.5",
+                   "18014398509481985.0", "1.0000000000000001110223024625156540", "0.1000000000000000055511151231257827",
+                   "9223372036854775807.5", "1.8446744073709551615", "0.0000000000000000001", "9.999999999999999999"]
 
 
 @pytest.mark.parametrize("field", BOUNDARY_FIELDS)
@@ -124,6 +128,61 @@ def test_numbers_at_the_c_parsers_limits_read_as_loadtxt_reads_them(field):
     literal = field.lstrip("+")
     ours, theirs = c_json_value(literal), json_value(literal)
     assert ours is None or same_bits(ours, theirs), (ours, theirs)
+
+
+def many_fields(strings: list[str]) -> np.ndarray:
+    """Each string as a one-column CSV row, parsed by the C parser in one call."""
+    got = native.parse_csv("\n".join(strings).encode("ascii"), 0, np.zeros(1, np.intc), len(strings))
+    assert got is not None and len(got[0]) == len(strings)
+    return got[0][:, 0]
+
+
+def midpoint_text(low: float, decimals: int) -> str | None:
+    """The exact midpoint of low and the next float64, in positional notation, if it has at
+    most ``decimals`` decimals and 19 digits."""
+    mid = (Fraction(low) + Fraction(float(np.nextafter(low, np.inf)))) / 2
+    for q in range(1, decimals + 1):
+        scaled = mid * 10 ** q
+        if scaled.denominator == 1:
+            digits = str(scaled.numerator)
+            return digits[:-q] + "." + digits[-q:] if q < len(digits) <= 19 else None
+    return None
+
+
+def test_17_digit_decimals_and_exact_ties_read_as_python_reads_them():
+    """Full-precision values (pandas' and repr's 17 digits) take exact_quotient, not
+    strtod_l; midpoints between two float64 round half to even, as float() does."""
+    rng = np.random.default_rng(20261201)
+    x = 10.0 ** rng.uniform(-19, 6, 100_000) * rng.choice([-1, 1], 100_000)
+    ties = [midpoint_text(v, 19) for v in rng.uniform(1.0, 2.0 ** 54, 20_000).tolist()]
+    for strings in (list(map(repr, x.tolist())), [t for t in ties if t]):
+        assert len(strings) > 10_000
+        theirs = np.array(list(map(float, strings)))
+        np.testing.assert_array_equal(many_fields(strings).view(np.int64), theirs.view(np.int64))
+
+
+def test_19_digit_decimals_and_decimals_beside_powers_of_two_read_as_python_reads_them():
+    """Where (double)m / 10^q lands an ulp off and exact_quotient must step: 19-digit mantissas
+    (m > 2^53 is rounded before the division), and values a fraction of an ulp either side of
+    a power of two, whose lower neighbour is half as far as its upper one."""
+    rng = np.random.default_rng(7)
+    mantissas = rng.integers(10 ** 18, 10 ** 19 - 1, 100_000, dtype=np.uint64).astype(str).tolist()
+    decimals = rng.integers(1, 20, 100_000).tolist()
+    strings = [m[:-q] + "." + m[-q:] if q < 19 else "0." + m for m, q in zip(mantissas, decimals, strict=True)]
+    getcontext().prec = 40
+    for k in range(-10, 60):
+        power, below = Decimal(2) ** k, Decimal(2) ** (k - 53)
+        for fraction in ("0.26", "0.49", "0.5", "0.51", "0.74", "0.99", "1.01", "1.49", "1.51"):
+            for x in (power - Decimal(fraction) * below, power + Decimal(fraction) * below * 2):
+                text = format(x.normalize(), "f")
+                digits = text.replace(".", "").lstrip("0")
+                if "." in text and len(digits) <= 19 and len(text.split(".")[1]) <= 19:
+                    strings.append(text)
+                rounded = f"{x:.{19 - len(str(int(x)))}f}" if x >= 1 else None
+                if rounded and len(rounded.split(".")[1]) >= 1:
+                    strings.append(rounded)
+    theirs = np.array(list(map(float, strings)))
+    np.testing.assert_array_equal(many_fields(strings).view(np.int64), theirs.view(np.int64))
 
 
 def test_the_longest_number_the_c_parser_takes_is_exact_and_a_longer_one_is_left_to_python():

@@ -46,6 +46,55 @@ static const double EXACT_POW10[23] = {
 
 static int is_digit(char c) { return (unsigned char)(c - '0') < 10; }
 
+static const uint64_t POW10_U64[20] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
+    1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
+    1000000000000000000ULL, 10000000000000000000ULL};
+
+static uint64_t double_bits(double v) { union { double d; uint64_t u; } as = {v}; return as.u; }
+static double bits_double(uint64_t u) { union { uint64_t u; double d; } as = {u}; return as.d; }
+
+/* m / 10^q correctly rounded to float64 (round half to even), for 0 < m < 2^64 and
+ * 1 <= q <= 19: the 17-digit decimals that Clinger's path cannot take (m > 2^53). Returns 0
+ * when it cannot decide, and strtod_l does.
+ *
+ * (double)m / 10^q is within about one ulp of the exact quotient x. For a candidate
+ * v = M 2^e (M the 53-bit significand), x rounds to v iff it lies between the midpoints to v's
+ * neighbours, (4M - 2) 2^(e-2) (or (4M - 1) 2^(e-2) when M = 2^52: the lower neighbour is half
+ * as far) and (4M + 2) 2^(e-2). Multiplied by 10^q 2^(2-e), that is an exact comparison of
+ * m 2^(2-e) with (4M -+ 2) 10^q, all below 2^128. A candidate that fails moves one ulp toward
+ * x and is tested again. */
+static int exact_quotient(uint64_t m, int q, double *out)
+{
+    double v = (double)m / EXACT_POW10[q];
+    int m_bits = 64 - __builtin_clzll(m);
+    for (int step = 0; step < 4; step++) {
+        uint64_t bits = double_bits(v);
+        int biased = (int)(bits >> 52);
+        if (biased == 0 || biased >= 0x7FF)
+            return 0;
+        uint64_t M = (bits & ((1ULL << 52) - 1)) | (1ULL << 52);
+        int shift = 2 - (biased - 1075);      /* v = M 2^(biased - 1075) */
+        if (shift < 0 || m_bits + shift > 127)
+            return 0;
+        u128 x = (u128)m << shift;
+        u128 p10 = POW10_U64[q];
+        u128 low = (u128)(4 * M - (M == (1ULL << 52) ? 1 : 2)) * p10, high = (u128)(4 * M + 2) * p10;
+        if (x > high) {
+            v = bits_double(bits + 1);        /* x is above v's interval: the next double up */
+        } else if (x < low) {
+            v = bits_double(bits - 1);
+        } else {
+            if ((x == high || x == low) && (M & 1))
+                v = bits_double(x == high ? bits + 1 : bits - 1);   /* a tie: to the even one */
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ---- Numbers ---------------------------------------------------------------------------
  * CSV: what numpy's loadtxt reads as float64 (it calls Python's correctly rounded
  * PyOS_string_to_double), restricted to [+-]? digits [. digits] [eE [+-] digits], at least
@@ -54,7 +103,8 @@ static int is_digit(char c) { return (unsigned char)(c - '0') < 10; }
  *
  * Value: correctly rounded to float64, as both Python paths are. Clinger's fast path when the
  * significant digits fit 2^53 and the power of ten is exact (one IEEE operation on exact
- * operands is correctly rounded); otherwise glibc's strtod_l, also correctly rounded. A result
+ * operands is correctly rounded); up to 19 digits and 19 decimals, exact_quotient; otherwise
+ * glibc's strtod_l, also correctly rounded. A result
  * that is not finite (1e999) is NOT_MINE: the Python path names it. */
 static const char *parse_number(const char *p, const char *end, int json, double *value)
 {
@@ -129,6 +179,9 @@ static const char *parse_number(const char *p, const char *end, int json, double
     double v;
     if (!beyond && mantissa <= (1ULL << 53) && power >= -22 && power <= 22) {
         v = power >= 0 ? (double)mantissa * EXACT_POW10[power] : (double)mantissa / EXACT_POW10[-power];
+        if (negative)
+            v = -v;
+    } else if (!beyond && mantissa && power < 0 && power >= -19 && exact_quotient(mantissa, (int)-power, &v)) {
         if (negative)
             v = -v;
     } else {
@@ -299,12 +352,6 @@ long long native_parse_jsonl(const char *text, long long len, long long *at, int
  * the lower one (4M - 1) / 2^(s+2) at a power of two (its lower neighbour is half as far).
  * A candidate exactly on an end, or a tie, is left to numpy, as are values outside the
  * positional range, subnormals, inf and nan (zero is written here: "0.0", "-0.0"). */
-
-static const uint64_t POW10_U64[20] = {
-    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
-    1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
-    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
-    1000000000000000000ULL, 10000000000000000000ULL};
 
 /* |x|'s shortest digits: D and k with |x| ~ D / 10^k; 0 if numpy must decide. */
 static int shortest(uint32_t bits, uint64_t *digits, int *fraction_digits)
