@@ -27,17 +27,21 @@ from pipeline import config
 from pipeline.errors import UserError, run_cli
 
 
-def house_block(n_rows: int) -> np.ndarray:
-    """(n_rows, 8) California-like rows with 4 decimals, the same for every benchmark."""
+def house_block(n_rows: int, decimals: int | None = 4) -> np.ndarray:
+    """(n_rows, 8) California-like rows with 4 decimals (or full precision: None), the same for
+    every benchmark."""
     rng = np.random.default_rng(0)
     scales = np.array([2, 12, 2, 0.4, 1100, 10, 2, 2])
     means = np.array([4, 28, 5, 1, 1400, 3, 35, -120])
-    return np.abs(rng.normal(size=(n_rows, 8)) * scales + means).round(4)
+    rows = np.abs(rng.normal(size=(n_rows, 8)) * scales + means)
+    return rows if decimals is None else rows.round(decimals)
 
 
-def write_rows_csv(path: Path | str, n_rows: int, block_rows: int = 1_000_000) -> None:
-    """n_rows of California-like rows: one formatted block, written as often as needed."""
-    block = house_block(min(block_rows, n_rows))
+def write_rows_csv(path: Path | str, n_rows: int, block_rows: int = 1_000_000, full_precision: bool = False) -> None:
+    """n_rows of California-like rows: one formatted block, written as often as needed. With
+    full_precision, each value has its shortest float64 repr (17 digits, as pandas writes
+    computed ratios such as AveRooms), not 4 decimals."""
+    block = house_block(min(block_rows, n_rows), None if full_precision else 4)
     text = "\n".join(",".join(row) for row in block.astype(str).tolist()) + "\n"
     with open(path, "w") as fh:
         fh.write(",".join(config.FEATURE_NAMES) + "\n")
@@ -79,6 +83,8 @@ def in_child(code: str, *args: str) -> None:
     subprocess.run([sys.executable, "-c", "import sys; from pipeline import benchmark; " + code, *args], check=True)
 
 
+# The same rows with every value at full precision (17 digits), at the first size.
+FULL_CLI, FULL_PANDAS = "CLI, CSV, 17-digit values", "pandas script, 17-digit values"
 # The CLI without its compiled fast paths (pipeline/runtime/native.py): what they are worth.
 PURE_TOOL = "CLI, CSV, pure Python"
 PURE_ENV = {**os.environ, "HOUSING_RUNTIME_PURE": "1"}
@@ -87,13 +93,14 @@ PURE_ENV = {**os.environ, "HOUSING_RUNTIME_PURE": "1"}
 def bench_runtime(artifacts_dir: Path, sizes: list[int], alternatives_python: str, repeats: int) -> dict:
     """The CLI against a pandas and a pyarrow script on the same CSV rows, interleaved, the best
     of ``repeats`` each; the CLI without its compiled fast paths, whose output must be the same
-    bytes; and the CLI on the same rows as JSON Lines at the first size."""
+    bytes; and at the first size, the CLI on the same rows as JSON Lines, and the CLI and the
+    pandas script on rows of 17-digit values."""
     model = str(artifacts_dir / config.ONNX_NAMES["uint8"])
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             src, out = Path(tmp) / f"rows_{n}.csv", Path(tmp) / "out.csv"
-            cli_out, pure_out = Path(tmp) / "cli.csv", Path(tmp) / "pure.csv"
+            cli_out, pure_out, jsonl_out = (Path(tmp) / f"{name}.csv" for name in ("cli", "pure", "jsonl"))
             in_child("benchmark.write_rows_csv(sys.argv[1], int(sys.argv[2]))", str(src), str(n))
             alternative = [alternatives_python, "-m", "pipeline.alternatives"]
             tools = {
@@ -107,7 +114,12 @@ def bench_runtime(artifacts_dir: Path, sizes: list[int], alternatives_python: st
             if n == sizes[0]:
                 jsonl = Path(tmp) / f"rows_{n}.jsonl"
                 in_child("benchmark.write_rows_jsonl(sys.argv[1], sys.argv[2])", str(src), str(jsonl))
-                tools["CLI, JSON Lines"] = [*tools["CLI, CSV"][:5], "--input", str(jsonl), "--output", str(out)]
+                tools["CLI, JSON Lines"] = [*tools["CLI, CSV"][:5], "--input", str(jsonl), "--output", str(jsonl_out)]
+                full = Path(tmp) / f"rows_{n}_full.csv"
+                in_child("benchmark.write_rows_csv(sys.argv[1], int(sys.argv[2]), full_precision=True)",
+                         str(full), str(n))
+                tools[FULL_CLI] = [*tools["CLI, CSV"][:5], "--input", str(full), "--output", str(out)]
+                tools[FULL_PANDAS] = [*alternative, "pandas", model, str(full), str(out)]
             runs: dict[str, list[Run]] = {tool: [] for tool in tools}
             for _ in range(repeats):  # interleaved, so every tool sees the same machine state
                 for tool, cmd in tools.items():
@@ -115,7 +127,7 @@ def bench_runtime(artifacts_dir: Path, sizes: list[int], alternatives_python: st
             # Compared in blocks: reading them whole would raise the next children's peak RSS.
             if not filecmp.cmp(cli_out, pure_out, shallow=False):
                 raise UserError(f"{n:,} rows: the CLI's output differs with and without its compiled fast paths")
-            if n == sizes[0] and not filecmp.cmp(cli_out, out, shallow=False):  # out: JSON Lines' run, the last
+            if n == sizes[0] and not filecmp.cmp(cli_out, jsonl_out, shallow=False):
                 raise UserError(f"{n:,} rows: the CLI predicts the rows differently from CSV and from JSON Lines")
             for tool, tool_runs in runs.items():
                 best = min(tool_runs, key=lambda r: r.wall)
@@ -145,6 +157,8 @@ def print_runtime_table(results: list[dict], sizes: list[int], repeats: int) -> 
     for n in sizes:
         speedup = get(n, PURE_TOOL)["wall"] / get(n, "CLI, CSV")["wall"]
         print(f"{n:,} rows: the compiled fast paths make the CLI {speedup:.2f}x faster (the same output bytes)")
+    full_ratio = get(sizes[0], FULL_CLI)["wall"] / get(sizes[0], FULL_PANDAS)["wall"]
+    print(f"{sizes[0]:,} rows of 17-digit values: the CLI takes {full_ratio:.2f}x the pandas script's wall time")
     jsonl = get(sizes[0], "CLI, JSON Lines")
     print(f"JSON Lines takes {jsonl['wall'] / first['wall']:.2f}x the CSV's wall time ({sizes[0]:,} rows)")
     memory = last["peak_rss_bytes"] / first["peak_rss_bytes"]
