@@ -122,7 +122,7 @@ RUNTIME_PY  := $(SHARED_PY) $(addprefix pipeline/runtime/,__init__.py __main__.p
                floattext.py model.py native.py protocol.py readers.py server.py sink.py validate.py)
 # The runtime's compiled fast paths: one C file, no Python headers (ctypes loads it), built
 # without -march so the image runs on any CPU of this architecture. Without it the runtime
-# takes its pure-Python paths, which give the same bytes, about 2.5x slower (make bench).
+# takes its pure-Python paths, which give the same bytes, 2-4x slower (make bench prints it).
 NATIVE_LIB    := pipeline/runtime/_native.so
 NATIVE_CFLAGS ?= -O2 -std=gnu11 -fPIC -shared -Wall -Wextra
 # The ONNX models and the sources they are checked against: export, verify and compare read them.

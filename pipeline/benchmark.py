@@ -25,6 +25,7 @@ import numpy as np
 
 from pipeline import config
 from pipeline.errors import UserError, run_cli
+from pipeline.runtime.native import PURE_ENV as PURE_SWITCH
 
 
 def house_block(n_rows: int, decimals: int | None = 4) -> np.ndarray:
@@ -87,7 +88,7 @@ def in_child(code: str, *args: str) -> None:
 FULL_CLI, FULL_PANDAS = "CLI, CSV, 17-digit values", "pandas script, 17-digit values"
 # The CLI without its compiled fast paths (pipeline/runtime/native.py): what they are worth.
 PURE_TOOL = "CLI, CSV, pure Python"
-PURE_ENV = {**os.environ, "HOUSING_RUNTIME_PURE": "1"}
+PURE_ENV = {**os.environ, PURE_SWITCH: "1"}
 
 
 def bench_runtime(artifacts_dir: Path, sizes: list[int], alternatives_python: str, repeats: int) -> dict:
@@ -103,22 +104,24 @@ def bench_runtime(artifacts_dir: Path, sizes: list[int], alternatives_python: st
             cli_out, pure_out, jsonl_out = (Path(tmp) / f"{name}.csv" for name in ("cli", "pure", "jsonl"))
             in_child("benchmark.write_rows_csv(sys.argv[1], int(sys.argv[2]))", str(src), str(n))
             alternative = [alternatives_python, "-m", "pipeline.alternatives"]
+
+            def cli(source: Path, dest: Path) -> list[str]:
+                return [sys.executable, "-m", "pipeline.runtime", "--artifacts", str(artifacts_dir),
+                        "--input", str(source), "--output", str(dest)]
             tools = {
-                "CLI, CSV": [sys.executable, "-m", "pipeline.runtime", "--artifacts", str(artifacts_dir),
-                             "--input", str(src), "--output", str(cli_out)],
+                "CLI, CSV": cli(src, cli_out),
                 "pandas script": [*alternative, "pandas", model, str(src), str(out)],
                 "pyarrow script": [*alternative, "pyarrow", model, str(src), str(out)],
-                PURE_TOOL: [sys.executable, "-m", "pipeline.runtime", "--artifacts", str(artifacts_dir),
-                            "--input", str(src), "--output", str(pure_out)],
+                PURE_TOOL: cli(src, pure_out),
             }
             if n == sizes[0]:
                 jsonl = Path(tmp) / f"rows_{n}.jsonl"
                 in_child("benchmark.write_rows_jsonl(sys.argv[1], sys.argv[2])", str(src), str(jsonl))
-                tools["CLI, JSON Lines"] = [*tools["CLI, CSV"][:5], "--input", str(jsonl), "--output", str(jsonl_out)]
+                tools["CLI, JSON Lines"] = cli(jsonl, jsonl_out)
                 full = Path(tmp) / f"rows_{n}_full.csv"
                 in_child("benchmark.write_rows_csv(sys.argv[1], int(sys.argv[2]), full_precision=True)",
                          str(full), str(n))
-                tools[FULL_CLI] = [*tools["CLI, CSV"][:5], "--input", str(full), "--output", str(out)]
+                tools[FULL_CLI] = cli(full, out)
                 tools[FULL_PANDAS] = [*alternative, "pandas", model, str(full), str(out)]
             runs: dict[str, list[Run]] = {tool: [] for tool in tools}
             for _ in range(repeats):  # interleaved, so every tool sees the same machine state

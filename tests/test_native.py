@@ -84,22 +84,24 @@ written = st.one_of(st.floats(allow_nan=False, allow_infinity=False).map(repr),
 anything = st.text(alphabet=NUMBER_CHARS + " _xinfa,\"'", max_size=14)
 
 
+def assert_accepted_as_python_reads_it(text: str, c_parse, python_parse) -> None:
+    """If the C parser takes ``text``, the Python path takes it too, to the same float64 bits."""
+    ours = c_parse(text)
+    if ours is not None:
+        theirs = python_parse(text)
+        assert theirs is not None and same_bits(ours, theirs), (text, ours, theirs)
+
+
 @SETTINGS
 @given(st.one_of(decimal, written, anything))
 def test_every_csv_field_the_c_parser_accepts_loadtxt_reads_to_the_same_float64(field):
-    ours = c_csv_field(field)
-    if ours is not None:
-        theirs = loadtxt_field(field)
-        assert theirs is not None and same_bits(ours, theirs), (field, ours, theirs)
+    assert_accepted_as_python_reads_it(field, c_csv_field, loadtxt_field)
 
 
 @SETTINGS
 @given(st.one_of(json_number, written, anything))
 def test_every_json_number_the_c_parser_accepts_json_reads_to_the_same_float64(literal):
-    ours = c_json_value(literal)
-    if ours is not None:
-        theirs = json_value(literal)
-        assert theirs is not None and same_bits(ours, theirs), (literal, ours, theirs)
+    assert_accepted_as_python_reads_it(literal, c_json_value, json_value)
 
 
 @pytest.mark.parametrize("field", ["8.3252", "-122.23", "41.0", "0", "-0", "+1.5", ".5", "5.", "1e5", "2.5E-3",
@@ -124,11 +126,8 @@ BOUNDARY_FIELDS = ["9999999999999999999", "99999999999999999999", "1844674407370
 
 @pytest.mark.parametrize("field", BOUNDARY_FIELDS)
 def test_numbers_at_the_c_parsers_limits_read_as_loadtxt_reads_them(field):
-    ours, theirs = c_csv_field(field), loadtxt_field(field)
-    assert ours is None or same_bits(ours, theirs), (ours, theirs)
-    literal = field.lstrip("+")
-    ours, theirs = c_json_value(literal), json_value(literal)
-    assert ours is None or same_bits(ours, theirs), (ours, theirs)
+    assert_accepted_as_python_reads_it(field, c_csv_field, loadtxt_field)
+    assert_accepted_as_python_reads_it(field.lstrip("+"), c_json_value, json_value)
 
 
 def many_fields(strings: list[str]) -> np.ndarray:

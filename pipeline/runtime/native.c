@@ -106,6 +106,20 @@ static int exact_quotient(uint64_t m, int q, double *out)
  * operands is correctly rounded); up to 19 digits and 19 decimals, exact_quotient; otherwise
  * glibc's strtod_l, also correctly rounded. A result
  * that is not finite (1e999) is NOT_MINE: the Python path names it. */
+/* One more digit of a number: into the mantissa while MAX_EXACT_DIGITS significant digits
+ * (leading zeros are not) fit, else it marks the number a strtod_l case. Returns whether the
+ * digit was kept. */
+static int take_digit(char c, uint64_t *mantissa, int *significant, int *beyond)
+{
+    if (*significant >= MAX_EXACT_DIGITS) {
+        *beyond = 1;
+        return 0;
+    }
+    *mantissa = *mantissa * 10 + (uint64_t)(c - '0');
+    *significant += *mantissa != 0;
+    return 1;
+}
+
 static const char *parse_number(const char *p, const char *end, int json, double *value)
 {
     const char *start = p;
@@ -114,20 +128,11 @@ static const char *parse_number(const char *p, const char *end, int json, double
         negative = *p == '-';
         p++;
     }
-    /* Up to MAX_EXACT_DIGITS significant digits (leading zeros are not) go into mantissa;
-     * any beyond make the number a strtod_l case. */
     uint64_t mantissa = 0;
     int significant = 0, beyond = 0, frac_digits = 0;
     const char *int_start = p;
-    while (p < end && is_digit(*p)) {
-        if (significant < MAX_EXACT_DIGITS) {
-            mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-            significant += mantissa != 0;
-        } else {
-            beyond = 1;
-        }
-        p++;
-    }
+    while (p < end && is_digit(*p))
+        take_digit(*p++, &mantissa, &significant, &beyond);
     int int_digits = (int)(p - int_start);
     if (json && (int_digits == 0 || (int_digits > 1 && *int_start == '0')))
         return NULL;                      /* JSON: no ".5", no "+1", no "01" */
@@ -135,16 +140,8 @@ static const char *parse_number(const char *p, const char *end, int json, double
     if (has_point) {
         p++;
         const char *frac_start = p;
-        while (p < end && is_digit(*p)) {
-            if (significant < MAX_EXACT_DIGITS) {
-                mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-                significant += mantissa != 0;
-                frac_digits++;
-            } else {
-                beyond = 1;
-            }
-            p++;
-        }
+        while (p < end && is_digit(*p))
+            frac_digits += take_digit(*p++, &mantissa, &significant, &beyond);
         if (int_digits == 0 && p == frac_start)
             return NULL;                  /* "." alone */
         if (json && p == frac_start)
@@ -176,24 +173,21 @@ static const char *parse_number(const char *p, const char *end, int json, double
     if (json_int && int_digits > MAX_JSON_INT_DIGITS)
         return NULL;
     long power = exponent - frac_digits;  /* value = mantissa 10^power when nothing is beyond */
-    double v;
+    double v;   /* the magnitude; the sign goes on last (IEEE negation is exact) */
     if (!beyond && mantissa <= (1ULL << 53) && power >= -22 && power <= 22) {
         v = power >= 0 ? (double)mantissa * EXACT_POW10[power] : (double)mantissa / EXACT_POW10[-power];
-        if (negative)
-            v = -v;
-    } else if (!beyond && mantissa && power < 0 && power >= -19 && exact_quotient(mantissa, (int)-power, &v)) {
-        if (negative)
-            v = -v;
-    } else {
+    } else if (!(!beyond && mantissa && power < 0 && power >= -19 && exact_quotient(mantissa, (int)-power, &v))) {
         char text[MAX_NUMBER_CHARS + 1];
-        size_t n = (size_t)(p - start);
-        memcpy(text, start, n);
+        size_t n = (size_t)(p - int_start);
+        memcpy(text, int_start, n);
         text[n] = '\0';
         char *stop;
         v = strtod_l(text, &stop, c_locale);
         if (stop != text + n)
             return NULL;
     }
+    if (negative)
+        v = -v;
     if (!(v - v == 0))                    /* inf (1e999): the Python path names it */
         return NULL;
     if (json_int && v == 0)
@@ -206,28 +200,32 @@ static const char *parse_number(const char *p, const char *end, int json, double
  * A block is the text readers.line_blocks yields: lines separated by '\n', the last one
  * without it. Lines are numbered from 0. */
 
-/* The index of the first line longer than max_chars, or -1. */
-long long native_first_long_line(const char *text, long long len, long long max_chars)
-{
-    const char *p = text, *end = text + len;
-    long long line = 0;
-    for (;;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *line_end = nl ? nl : end;
-        if (line_end - p > max_chars)
-            return line;
-        if (!nl)
-            return -1;
-        p = nl + 1;
-        line++;
-    }
-}
-
 /* Where the line starting at p ends. */
 static const char *line_end_of(const char *p, const char *end)
 {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     return nl ? nl : end;
+}
+
+/* The index of the first line longer than max_chars, or -1. */
+long long native_first_long_line(const char *text, long long len, long long max_chars)
+{
+    const char *p = text, *end = text + len;
+    for (long long line = 0; p <= end; line++) {
+        const char *line_end = line_end_of(p, end);
+        if (line_end - p > max_chars)
+            return line;
+        p = line_end + 1;
+    }
+    return -1;
+}
+
+/* Past the spaces and tabs at p: JSON's blanks within a line. */
+static const char *skip_blanks(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    return p;
 }
 
 /* CSV rows: up to max_rows lines from offset *at of the block, each exactly n_cols plain
@@ -282,12 +280,11 @@ long long native_parse_jsonl(const char *text, long long len, long long *at, int
         const char *line_end = line_end_of(p, end);
         double *values = out + row * n_keys;
         uint64_t seen = 0;
-        if (p == line_end || *p != '{' || line_end[-1] != '}')
+        if (p == line_end || *p != '{')
             return NOT_MINE;
         p++;
         for (int pair = 0; pair < n_keys; pair++) {
-            while (p < line_end && (*p == ' ' || *p == '\t'))
-                p++;
+            p = skip_blanks(p, line_end);
             if (p == line_end || *p != '"')
                 return NOT_MINE;
             const char *key = ++p;
@@ -309,21 +306,16 @@ long long native_parse_jsonl(const char *text, long long len, long long *at, int
             if (seen & (1ULL << k))
                 return NOT_MINE;      /* a key given twice */
             seen |= 1ULL << k;
-            while (p < line_end && (*p == ' ' || *p == '\t'))
-                p++;
+            p = skip_blanks(p, line_end);
             if (p == line_end || *p != ':')
                 return NOT_MINE;
-            p++;
-            while (p < line_end && (*p == ' ' || *p == '\t'))
-                p++;
+            p = skip_blanks(p + 1, line_end);
             double v;
             const char *q = parse_number(p, line_end, 1, &v);
             if (!q)
                 return NOT_MINE;
             values[k] = v;
-            p = q;
-            while (p < line_end && (*p == ' ' || *p == '\t'))
-                p++;
+            p = skip_blanks(q, line_end);
             if (p == line_end)
                 return NOT_MINE;
             if (*p != (pair < n_keys - 1 ? ',' : '}'))
@@ -467,10 +459,7 @@ long long native_format_float32(const float *x, long long n, const char *sep, in
         uint64_t D;
         int k;
         if ((bits & 0x7FFFFFFF) == 0) {     /* numpy writes 0.0 and -0.0 */
-            if (negative)
-                *p++ = '-';
-            memcpy(p, "0.0", 3);
-            p += 3;
+            p = write_positional(p, negative, 0, 0);
         } else if (shortest(bits, &D, &k)) {
             p = write_positional(p, negative, D, k);
         } else {
