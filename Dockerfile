@@ -1,6 +1,6 @@
 # The slim runtime image: Python, numpy and onnxruntime (with only what they require), the
 # three ONNX models, the manifest, the sample, and the runtime module with its compiled fast
-# paths (pipeline/runtime/_native.so, built by make from native.c). No scikit-learn, scipy,
+# paths (runtime/src/housing_runtime/io/_native.so, built by make from native.c). No scikit-learn, scipy,
 # joblib, skl2onnx, onnx, pip or build tools. Built by `make docker`, which stages a small
 # build context and a wheelhouse, so the build needs no network:
 #   make docker                                  # python:3.11-slim
@@ -33,8 +33,8 @@ COPY --from=deps /opt/site /opt/site
 # The staged context (make docker) holds only the runtime's modules and the image's artifacts.
 # Exactly the runtime's code: the shared stdlib-only modules and the runtime package with its
 # library (a test checks this list against what the runtime imports).
-COPY pipeline/__init__.py pipeline/config.py pipeline/errors.py /app/pipeline/
-COPY pipeline/runtime/ /app/pipeline/runtime/
+COPY pipeline/__init__.py pipeline/config.py runtime/src/housing_runtime/errors.py /app/pipeline/
+COPY runtime/src/housing_runtime/ /app/runtime/src/housing_runtime/
 COPY artifacts/ /app/artifacts/
 ENV PYTHONPATH=/opt/site:/app \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -44,4 +44,4 @@ ENV PYTHONPATH=/opt/site:/app \
 WORKDIR /app
 # A numeric non-root user: needs no /etc/passwd entry, so any base works.
 USER 10001:10001
-ENTRYPOINT ["python3", "-m", "pipeline.runtime"]
+ENTRYPOINT ["python3", "-m", "housing_runtime"]

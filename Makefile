@@ -68,7 +68,7 @@ A  := $(ARTIFACTS)
 
 # Artifact names are defined once, in pipeline/config.py (standard library only, so the
 # system Python reads them before the venv exists). $(call art,key) is $(A)/<name>.
-ARTIFACT_NAMES := $(shell $(PYTHON) -m pipeline.config)
+ARTIFACT_NAMES := $(shell PYTHONPATH=runtime/src $(PYTHON) -m pipeline.config)
 ifeq ($(strip $(ARTIFACT_NAMES)),)
 $(error could not read the artifact names from pipeline/config.py with $(PYTHON); is PYTHON a Python 3.11?)
 endif
@@ -97,34 +97,35 @@ ONNX_MODELS   := $(ONNX_FLOAT) $(ONNX_DEQUANT) $(ONNX_UINT8)
 PRODUCTS := $(SPLIT) $(SAMPLE) $(DATA_REPORT) $(MODEL) $(TRAIN_METRICS) $(QUANT_PARAMS) $(QUANT_REPORT) \
             $(ONNX_MODELS) $(EXPORT_REPORT)
 
-# The code each stage runs: its module and every pipeline module it imports, directly or not
-# (tests/test_makefile.py checks these lists against the imports). Tolerances and ONNX
-# settings have modules of their own, so changing one re-runs the export, not training.
-SHARED_PY   := pipeline/__init__.py pipeline/config.py pipeline/errors.py
-FILES_PY    := pipeline/runtime/__init__.py pipeline/runtime/files.py
-BASE_PY     := $(SHARED_PY) pipeline/artifacts.py $(FILES_PY)
-DATA_PY     := pipeline/data.py $(BASE_PY)
-TRAIN_PY    := pipeline/train.py pipeline/metrics.py $(DATA_PY)
-QUANTIZE_PY := pipeline/quantize.py pipeline/quantizer.py pipeline/lattice.py pipeline/qparams.py \
-               pipeline/quant_eval.py pipeline/metrics.py $(DATA_PY)
-EXPORT_PY   := pipeline/export.py pipeline/verify.py pipeline/onnx_spec.py pipeline/tolerances.py \
-               pipeline/qparams.py pipeline/metrics.py $(DATA_PY)
-MANIFEST_PY := pipeline/manifest.py pipeline/__init__.py pipeline/errors.py pipeline/artifacts.py $(FILES_PY)
-COMPARE_PY  := pipeline/compare.py pipeline/verify.py pipeline/tolerances.py pipeline/qparams.py \
-               pipeline/metrics.py $(DATA_PY)
-SWEEP_PY    := pipeline/sweep.py $(QUANTIZE_PY)
+# The code each stage runs: its module and every pipeline or runtime module it imports, directly
+# or not, read from the imports by pipeline/sources.py (standard library only), so no list is kept
+# by hand. Tolerances and ONNX settings have modules of their own, so changing one re-runs the
+# export, not training.
+STAGES := pipeline.stages.data pipeline.stages.train pipeline.stages.quantize pipeline.stages.export \
+          pipeline.stages.manifest pipeline.reports.compare pipeline.reports.sweep pipeline.compat.matrix
+STAGE_SOURCES := $(shell $(PYTHON) -m pipeline.sources $(STAGES))
+ifeq ($(strip $(STAGE_SOURCES)),)
+$(error could not read the stages' imports with $(PYTHON) -m pipeline.sources)
+endif
+sources = $(patsubst $(1)=%,%,$(filter $(1)=%,$(STAGE_SOURCES)))
+DATA_PY     := $(call sources,pipeline.stages.data)
+TRAIN_PY    := $(call sources,pipeline.stages.train)
+QUANTIZE_PY := $(call sources,pipeline.stages.quantize)
+EXPORT_PY   := $(call sources,pipeline.stages.export)
+MANIFEST_PY := $(call sources,pipeline.stages.manifest)
+COMPARE_PY  := $(call sources,pipeline.reports.compare)
+SWEEP_PY    := $(call sources,pipeline.reports.sweep)
 # make compat runs the runners in other venvs and in node; they import nothing of the pipeline.
-COMPAT_PY   := pipeline/compat/__init__.py pipeline/compat/matrix.py pipeline/compat/rejected.py $(EXPORT_PY) \
-               $(QUANTIZE_PY)
+COMPAT_PY   := $(call sources,pipeline.compat.matrix)
 COMPAT_RUNNERS := pipeline/compat/runner.py pipeline/compat/node/runner.js
-# The runtime image's code (see Dockerfile): the shared modules and the runtime package.
-RUNTIME_PY  := $(SHARED_PY) $(addprefix pipeline/runtime/,__init__.py __main__.py cli.py files.py integrity.py \
-               floattext.py model.py native.py protocol.py readers.py server.py sink.py validate.py)
-# The runtime's compiled fast paths: one C file, no Python headers (ctypes loads it), built
-# without -march so the image runs on any CPU of this architecture. Without it the runtime
-# takes its pure-Python paths, which give the same bytes, 2-4x slower (make bench prints it).
-NATIVE_LIB    := pipeline/runtime/_native.so
+# The runtime distribution's whole source (runtime/): what `make wheel` and the image build from.
+RUNTIME_SRC := $(wildcard runtime/pyproject.toml runtime/setup.py runtime/README.md runtime/LICENSE \
+                 runtime/src/housing_runtime/*.py runtime/src/housing_runtime/*/*.py runtime/src/housing_runtime/*/*.c)
+# The runtime's compiled fast paths: one C file, built by the build backend (runtime/setup.py)
+# into the wheel, and in place by the editable install in .venv.
+NATIVE_SRC  := runtime/src/housing_runtime/io/native.c
 NATIVE_CFLAGS ?= -O2 -std=gnu11 -fPIC -shared -Wall -Wextra
+DIST        ?= dist
 # The ONNX models and the sources they are checked against: export, verify and compare read them.
 MODEL_ARGS = --split $(SPLIT) --model $(MODEL) --params $(QUANT_PARAMS) \
              --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) --uint8 $(ONNX_UINT8)
@@ -184,7 +185,7 @@ export: $(ONNX_MODELS)
 
 .PHONY: verify   ## Re-check the ONNX models on disk against their sklearn sources
 verify: $(MANIFEST)
-	$(PY) -m pipeline.export --verify-only $(MODEL_ARGS)
+	$(PY) -m pipeline.stages.export --verify-only $(MODEL_ARGS)
 
 .PHONY: compare  ## Print the size and R2 table of every variant (file targets compare.json, compare.md)
 compare: $(COMPARE_MD)
@@ -200,35 +201,35 @@ sweep: $(SWEEP_JSON) $(SWEEP_MD) $(SWEEP_PNG)
 
 .PHONY: optimality ## The quantizer at every width 2-8 against a dense brute-force search and naive rounding
 optimality: $(SPLIT) $(MODEL)
-	$(PY) -m pipeline.optimality --split $(SPLIT) --model $(MODEL)
-
-.PHONY: native   ## Compile the runtime's fast paths (pipeline/runtime/native.c) into pipeline/runtime/_native.so
-native: $(NATIVE_LIB)
+	$(PY) -m pipeline.reports.optimality --split $(SPLIT) --model $(MODEL)
 
 .PHONY: predict  ## Predict the bundled sample with the onnxruntime-only runtime on the host
-predict: $(MANIFEST) $(NATIVE_LIB)
-	$(PY) -m pipeline.runtime --artifacts $(A)
+predict: $(MANIFEST)
+	$(VENV)/bin/housing-runtime predict --artifacts $(A)
 
 .PHONY: serve    ## Serve the three models over KServe V2 on 127.0.0.1:8080 (PORT=...), onnxruntime only
-serve: $(MANIFEST) $(NATIVE_LIB)
-	$(PY) -m pipeline.runtime serve --host 127.0.0.1 --port $(PORT) --artifacts $(A)
+serve: $(MANIFEST)
+	$(VENV)/bin/housing-runtime serve --host 127.0.0.1 --port $(PORT) --artifacts $(A)
+
+.PHONY: wheel    ## Build both wheels into DIST (dist/): housing-runtime (a platform wheel, C compiled) and housing-pipeline
+wheel: $(DIST)/.built
 
 .PHONY: spark-env ## Install pyspark and pyarrow (requirements-spark.txt) into the venv; Spark needs Java 17 or 21 too
 spark-env: $(VENV)/.spark-installed
 
 .PHONY: score-spark ## Score INPUT (Parquet or CSV) into OUTPUT (new Parquet folder) on Spark, SPARK_MASTER=local[2]
 score-spark: $(MANIFEST) $(VENV)/.spark-installed
-	$(PY) -m pipeline.spark.job --artifacts $(A) --model $(VARIANT) --master '$(SPARK_MASTER)' \
+	$(PY) -m housing_runtime.spark.job --artifacts $(A) --model $(VARIANT) --master '$(SPARK_MASTER)' \
 	  --input '$(INPUT)' --output '$(OUTPUT)'
 
 .PHONY: test     ## Run the tests: unit and integration (container tests run in `make docker`)
-test: $(VENV)/.test-installed $(NATIVE_LIB)
-	$(PY) -m pytest -ra --strict-markers -m 'not container' $(PYTEST_ARGS)
+test: $(VENV)/.test-installed
+	$(PY) -m pytest -m 'not container' $(PYTEST_ARGS)
 
 .PHONY: lint     ## Lint: ruff on the Python, hadolint on the Dockerfile, actionlint on the workflow
 lint: $(VENV)/.lint-installed
-	$(VENV)/bin/ruff check --no-cache --target-version py311 --line-length 120 --select E,F,W,B,UP pipeline tests
-	$(CC) $(NATIVE_CFLAGS) -Werror -o /dev/null pipeline/runtime/native.c
+	$(VENV)/bin/ruff check --no-cache
+	$(CC) $(NATIVE_CFLAGS) -Werror -o /dev/null $(NATIVE_SRC)
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/actionlint .github/workflows/ci.yml
 
@@ -241,20 +242,20 @@ docker: $(IMAGE_STAMP) $(VENV)/.test-installed
 	  $(PY) -m pytest -ra --strict-markers -m container tests/test_container.py $(PYTEST_ARGS)
 
 .PHONY: bench    ## The runtime CLI against pandas and pyarrow scripts, 1M and 5M rows, side by side
-bench: $(MANIFEST) $(BENCH_VENV)/.installed $(NATIVE_LIB)
-	$(PY) -m pipeline.benchmark runtime --artifacts $(A) --alternatives-python $(BENCH_VENV)/bin/python
+bench: $(MANIFEST) $(BENCH_VENV)/.installed
+	$(PY) -m benchmarks.runtime runtime --artifacts $(A) --alternatives-python $(BENCH_VENV)/bin/python
 
 .PHONY: bench-serve ## The server against MLServer 1.7 (scikit-learn): 1 and 1000 rows, JSON and binary, side by side
-bench-serve: $(MANIFEST) $(SERVE_BENCH_VENV)/.installed $(NATIVE_LIB)
-	$(PY) -m pipeline.serve_benchmark --artifacts $(A) --mlserver $(SERVE_BENCH_VENV)/bin/mlserver
+bench-serve: $(MANIFEST) $(SERVE_BENCH_VENV)/.installed
+	$(PY) -m benchmarks.serve --artifacts $(A) --mlserver $(SERVE_BENCH_VENV)/bin/mlserver
 
 .PHONY: bench-spark ## The Spark job (local[2]) against pyarrow + onnxruntime and the CLI, 5M rows, side by side
 bench-spark: $(MANIFEST) $(VENV)/.spark-installed
-	$(PY) -m pipeline.spark_benchmark --artifacts $(A) --rows $(SPARK_BENCH_ROWS)
+	$(PY) -m benchmarks.spark --artifacts $(A) --rows $(SPARK_BENCH_ROWS)
 
 .PHONY: bench-image ## Compare the image with one built the same way with scikit-learn: size, time to first prediction
 bench-image: $(IMAGE_STAMP) $(BASELINE_STAMP)
-	$(PY) -m pipeline.benchmark image $(IMAGE) $(BASELINE_IMAGE) $(BASE_IMAGE)
+	$(PY) -m benchmarks.runtime image $(IMAGE) $(BASELINE_IMAGE) $(BASE_IMAGE)
 
 .PHONY: clean    ## Remove the artifacts folder
 clean:
@@ -265,13 +266,23 @@ help:
 	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) +## (.*)/  \1\t\2/' | expand -t 14
 
 # ---- Environment --------------------------------------------------------------------------
-# Written atomically: a failed compile leaves the previous library (or none), never half a file.
-$(NATIVE_LIB): pipeline/runtime/native.c
-	$(CC) $(NATIVE_CFLAGS) -o $@.tmp $< && mv $@.tmp $@
-
-$(VENV)/.installed: requirements.txt
+# The exact lock, then both distributions in editable mode from the checkout (--no-deps: the
+# lock already holds their requirements; --no-build-isolation: the lock's setuptools builds
+# them). The runtime's editable build compiles native.c in place, so a change to it reinstalls.
+$(VENV)/.installed: requirements.txt pyproject.toml runtime/pyproject.toml runtime/setup.py $(NATIVE_SRC)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+	  -e ./runtime -e .
+	touch $@
+
+# Both wheels, built from the checkout's sources by the lock's setuptools into a fresh folder
+# and moved into place, so a failed build leaves the previous wheels.
+$(DIST)/.built: $(RUNTIME_SRC) pyproject.toml $(wildcard pipeline/*.py pipeline/*/*.py) $(VENV)/.installed
+	rm -rf $(DIST).tmp && mkdir -p $(DIST).tmp
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w $(DIST).tmp ./runtime .
+	mkdir -p $(DIST) && rm -f $(DIST)/housing_*.whl && mv $(DIST).tmp/*.whl $(DIST)/ && rmdir $(DIST).tmp
+	@ls $(DIST)/*.whl
 	touch $@
 
 $(BENCH_VENV)/.installed: requirements-bench.txt
@@ -343,10 +354,10 @@ $(WHEELHOUSE)/sklearn-requirements.txt: requirements.txt $(VENV)/.installed
 
 # ---- The pipeline's file targets ----------------------------------------------------------
 $(SPLIT) $(SAMPLE) $(DATA_REPORT) &: $(DATA_PY) $(VENV)/.installed
-	$(PY) -m pipeline.data --split $(SPLIT) --sample $(SAMPLE) --report $(DATA_REPORT)
+	$(PY) -m pipeline.stages.data --split $(SPLIT) --sample $(SAMPLE) --report $(DATA_REPORT)
 
 $(MODEL) $(TRAIN_METRICS) &: $(SPLIT) $(TRAIN_PY)
-	$(PY) -m pipeline.train --split $(SPLIT) --model $(MODEL) --metrics $(TRAIN_METRICS)
+	$(PY) -m pipeline.stages.train --split $(SPLIT) --model $(MODEL) --metrics $(TRAIN_METRICS)
 
 # One stamp per bit width: a different BITS makes quantize (and what follows) run again.
 $(A)/.bits-$(BITS):
@@ -355,17 +366,17 @@ $(A)/.bits-$(BITS):
 	@touch $@
 
 $(QUANT_PARAMS) $(QUANT_REPORT) &: $(SPLIT) $(MODEL) $(A)/.bits-$(BITS) $(QUANTIZE_PY)
-	$(PY) -m pipeline.quantize --split $(SPLIT) --model $(MODEL) --bits $(BITS) \
+	$(PY) -m pipeline.stages.quantize --split $(SPLIT) --model $(MODEL) --bits $(BITS) \
 	  --params $(QUANT_PARAMS) --report $(QUANT_REPORT)
 
 $(ONNX_MODELS) $(EXPORT_REPORT) &: $(SPLIT) $(MODEL) $(QUANT_PARAMS) $(EXPORT_PY)
-	$(PY) -m pipeline.export $(MODEL_ARGS) --report $(EXPORT_REPORT)
+	$(PY) -m pipeline.stages.export $(MODEL_ARGS) --report $(EXPORT_REPORT)
 
 $(MANIFEST): $(PRODUCTS) $(MANIFEST_PY)
-	$(PY) -m pipeline.manifest --output $@ $(PRODUCTS)
+	$(PY) -m pipeline.stages.manifest --output $@ $(PRODUCTS)
 
 $(COMPARE_JSON) $(COMPARE_MD) &: $(SPLIT) $(MODEL) $(QUANT_PARAMS) $(ONNX_MODELS) $(COMPARE_PY)
-	$(PY) -m pipeline.compare $(MODEL_ARGS) --json $(COMPARE_JSON) --markdown $(COMPARE_MD)
+	$(PY) -m pipeline.reports.compare $(MODEL_ARGS) --json $(COMPARE_JSON) --markdown $(COMPARE_MD)
 
 $(COMPAT_JSON) $(COMPAT_MD) &: $(SPLIT) $(ONNX_MODELS) $(MODEL) $(QUANT_PARAMS) $(COMPAT_PY) $(COMPAT_RUNNERS) $(COMPAT_STAMPS)
 	$(PY) -m pipeline.compat.matrix --split $(SPLIT) --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) \
@@ -375,19 +386,19 @@ $(COMPAT_JSON) $(COMPAT_MD) &: $(SPLIT) $(ONNX_MODELS) $(MODEL) $(QUANT_PARAMS) 
 
 # matplotlib draws the plot: a test requirement (requirements-test.txt), never in the image.
 $(SWEEP_JSON) $(SWEEP_MD) $(SWEEP_PNG) &: $(SPLIT) $(MODEL) $(SWEEP_PY) $(VENV)/.test-installed
-	$(PY) -m pipeline.sweep --split $(SPLIT) --model $(MODEL) \
+	$(PY) -m pipeline.reports.sweep --split $(SPLIT) --model $(MODEL) \
 	  --json $(SWEEP_JSON) --markdown $(SWEEP_MD) --png $(SWEEP_PNG)
 
 # ---- Images -------------------------------------------------------------------------------
 # Each build runs from a staged context holding exactly what its Dockerfile copies.
-$(IMAGE_STAMP): Dockerfile $(RUNTIME_PY) $(NATIVE_LIB) $(IMAGE_ARTIFACTS) $(WHEELHOUSE)/runtime-requirements.txt
+$(IMAGE_STAMP): Dockerfile $(RUNTIME_SRC) $(IMAGE_ARTIFACTS) $(WHEELHOUSE)/runtime-requirements.txt
 	@$(DOCKER) info >/dev/null 2>&1 || { echo "make docker: no Docker engine reachable (start one, or set DOCKER_HOST)" >&2; exit 1; }
 	@$(DOCKER) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(DOCKER) pull $(BASE_IMAGE) >/dev/null 2>&1 || \
 	  { echo "make docker: base image $(BASE_IMAGE) is not available and cannot be pulled; pass BASE_IMAGE=... (.ci/base-image makes a local Debian one)" >&2; exit 1; }
 	ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && \
 	  mkdir -p "$$ctx/artifacts" && \
 	  cp Dockerfile "$$ctx/" && cp -r $(WHEELHOUSE) "$$ctx/.wheelhouse" && \
-	  cp --parents $(RUNTIME_PY) $(NATIVE_LIB) "$$ctx/" && cp $(IMAGE_ARTIFACTS) "$$ctx/artifacts/" && \
+	  cp -L --parents $(RUNTIME_SRC) "$$ctx/" && cp $(IMAGE_ARTIFACTS) "$$ctx/artifacts/" && \
 	  $(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) "$$ctx"
 	$(DOCKER) image inspect --format '{{.Id}}' $(IMAGE) > $@.tmp && mv $@.tmp $@
 

@@ -2,8 +2,9 @@
 
 Every artifact is written to a temporary file in its own folder and renamed into place, so a
 crash or a failed check never leaves a half-written file under the final name
-(``pipeline.runtime.files.atomic_path``, shared with the runtime, which never imports this).
+(``housing_runtime.files.atomic_path``, shared with the runtime, which never imports this).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pipeline.runtime.files import atomic_path, sha256_file
+from housing_runtime.files import atomic_path, sha256_file
 
 _PROVENANCE_PACKAGES = ("numpy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "joblib")
 
@@ -44,10 +45,17 @@ def git_commit() -> str:
     """The commit the code ran from, with '+dirty' when the tree has changes; 'unknown' outside git."""
     here = Path(__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here.parent,
-                               capture_output=True, text=True, timeout=10, check=True).stdout
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            cwd=here.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("+dirty" if dirty.strip() else "")

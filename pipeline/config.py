@@ -1,25 +1,29 @@
 """The pipeline's defaults: data, split, bit widths and every artifact's file name, in one place.
 Importing this module does nothing else.
 
-Standard library only: the runtime imports it inside the slim image. ONNX graph settings live
-in ``pipeline.onnx_spec`` and verification tolerances in ``pipeline.tolerances``, so that
-changing either re-runs only the stages that read them (the Makefile's graph follows imports).
+Standard library only, so the Makefile reads it with the system Python before the venv exists.
+The names the runtime reads (features, model variants, the ONNX, sample and manifest files) are
+the runtime's own (``housing_runtime.config``) and re-exported here. ONNX graph settings live in
+``pipeline.graphs.onnx_spec`` and verification tolerances in ``pipeline.graphs.tolerances``, so
+that changing either re-runs only the stages that read them (the Makefile's graph follows imports).
 
     python -m pipeline.config      # prints the artifact names as key=name, for the Makefile
 """
+
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
-from pipeline.errors import UserError
-
-FEATURE_NAMES: tuple[str, ...] = (
-    "MedInc", "HouseAge", "AveRooms", "AveBedrms",
-    "Population", "AveOccup", "Latitude", "Longitude",
+from housing_runtime.config import (
+    FEATURE_NAMES,
+    MANIFEST_NAME,
+    MODEL_VARIANTS,
+    N_FEATURES,
+    ONNX_NAMES,
+    SAMPLE_NAME,
+    artifacts_dir,
 )
-N_FEATURES = len(FEATURE_NAMES)
+from housing_runtime.errors import UserError
 
 # The split both reference projects use, so that their published figures are comparable.
 TEST_SIZE = 0.2
@@ -34,17 +38,17 @@ ALLOWED_BITS = range(2, 9)  # codes are stored as uint8, so 8 is the ceiling
 # so a name is defined here and nowhere else.
 ARTIFACT_NAMES: dict[str, str] = {
     "split": "split.npz",
-    "sample": "sample.csv",
+    "sample": SAMPLE_NAME,
     "data_report": "data.json",
     "model": "model.joblib",
     "train_metrics": "train_metrics.json",
     "quant_params": "quant_params.joblib",
     "quant_report": "quant_params.json",
-    "onnx_float": "model_float.onnx",
-    "onnx_dequant": "model_dequant.onnx",
-    "onnx_uint8": "model_uint8.onnx",
+    "onnx_float": ONNX_NAMES["float"],
+    "onnx_dequant": ONNX_NAMES["dequant"],
+    "onnx_uint8": ONNX_NAMES["uint8"],
     "export_report": "export_report.json",
-    "manifest": "manifest.json",
+    "manifest": MANIFEST_NAME,
     "compare_json": "compare.json",
     "compare_md": "compare.md",
     "compat_json": "compat.json",
@@ -53,15 +57,23 @@ ARTIFACT_NAMES: dict[str, str] = {
     "sweep_md": "sweep.md",
     "sweep_png": "sweep.png",
 }
-MODEL_VARIANTS = ("uint8", "dequant", "float")  # runtime's --model choices, default first
-ONNX_NAMES = {v: ARTIFACT_NAMES[f"onnx_{v}"] for v in MODEL_VARIANTS}
-SAMPLE_NAME = ARTIFACT_NAMES["sample"]
-MANIFEST_NAME = ARTIFACT_NAMES["manifest"]
-
-
-def artifacts_dir() -> Path:
-    """The artifacts folder: $ARTIFACTS if set, else ./artifacts (the runtime's default)."""
-    return Path(os.environ.get("ARTIFACTS") or "artifacts")
+__all__ = [
+    "ALLOWED_BITS",
+    "ARTIFACT_NAMES",
+    "DEFAULT_BITS",
+    "FEATURE_NAMES",
+    "MANIFEST_NAME",
+    "MODEL_VARIANTS",
+    "N_FEATURES",
+    "ONNX_NAMES",
+    "RANDOM_STATE",
+    "SAMPLE_NAME",
+    "SAMPLE_ROWS",
+    "TEST_SIZE",
+    "artifacts_dir",
+    "make_variables",
+    "parse_bits",
+]
 
 
 def parse_bits(value: str | int | None) -> int:

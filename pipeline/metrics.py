@@ -1,4 +1,5 @@
 """Regression metrics shared by every stage, computed in float64 from predictions."""
+
 from __future__ import annotations
 
 import numpy as np

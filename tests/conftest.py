@@ -6,6 +6,7 @@ failure: CI must not pass by skipping the integration tests. Spark tests (marked
 pyspark (`make spark-env`) and Java 17 or 21; without them they skip with the reason, and
 HOUSING_REQUIRE_SPARK=1 (set by .ci/run, which installs both) makes that a failure.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from helpers import DATASET_FILE, REPO, SHARED_DATA, dataset_available, make
-from pipeline.spark import environment as spark_environment
+from housing_runtime.spark import environment as spark_environment
 
 # Offline machines keep scikit-learn's cache beside the repo; users with internet need nothing.
 if "SCIKIT_LEARN_DATA" not in os.environ and SHARED_DATA.is_dir():
@@ -23,14 +24,10 @@ if "SCIKIT_LEARN_DATA" not in os.environ and SHARED_DATA.is_dir():
 
 REQUIRE_DATA = os.environ.get("HOUSING_REQUIRE_DATA") == "1"
 REQUIRE_SPARK = os.environ.get("HOUSING_REQUIRE_SPARK") == "1"
-MISSING_DATA = (f"California Housing dataset absent: set SCIKIT_LEARN_DATA to a folder holding {DATASET_FILE} "
-                "(or run `make all` once with internet)")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "integration: needs the California Housing dataset")
-    config.addinivalue_line("markers", "container: needs a Docker engine and the built image")
-    config.addinivalue_line("markers", "spark: needs pyspark (make spark-env) and Java 17 or 21")
+MISSING_DATA = (
+    f"California Housing dataset absent: set SCIKIT_LEARN_DATA to a folder holding {DATASET_FILE} "
+    "(or run `make all` once with internet)"
+)
 
 
 def spark_missing() -> str | None:
@@ -49,8 +46,9 @@ def pytest_collection_modifyitems(config, items):
         return
     wanted = [item for item in items if "integration" in item.keywords]
     if wanted and REQUIRE_DATA:
-        raise pytest.UsageError(f"HOUSING_REQUIRE_DATA=1 and {len(wanted)} integration tests would skip: "
-                                + MISSING_DATA)
+        raise pytest.UsageError(
+            f"HOUSING_REQUIRE_DATA=1 and {len(wanted)} integration tests would skip: " + MISSING_DATA
+        )
     for item in wanted:
         item.add_marker(pytest.mark.skip(reason=MISSING_DATA))
 

@@ -1,5 +1,6 @@
 """What several test modules share: running stages and make as a user would, synthetic
 artifacts and problems (no dataset needed), and reference implementations to test against."""
+
 from __future__ import annotations
 
 import itertools
@@ -12,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LinearRegression
 
-from pipeline import artifacts, config, export, manifest
-from pipeline.qparams import QuantParams
+from pipeline import artifacts, config
+from pipeline.quantization.qparams import QuantParams
+from pipeline.stages import export, manifest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "scikit_learn_data"
@@ -22,17 +24,21 @@ DATASET_FILE = "cal_housing_py3.pkz"
 
 # ---- Running the product as a user would ----------------------------------------------------
 
+
 def dataset_available() -> bool:
     from sklearn.datasets import get_data_home
+
     return (Path(get_data_home()) / DATASET_FILE).is_file()
 
 
-def run_module(module: str, *args: str, env: dict | None = None, cwd: Path = REPO,
-               stdin: bytes | None = None) -> subprocess.CompletedProcess:
+def run_module(
+    module: str, *args: str, env: dict | None = None, cwd: Path = REPO, stdin: bytes | None = None
+) -> subprocess.CompletedProcess:
     """Run `python -m module` as a user would; returns the completed process (bytes)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
-                          input=stdin, capture_output=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=full_env, input=stdin, capture_output=True, timeout=300
+    )
 
 
 def make(*args: str, artifacts: Path, env: dict | None = None, py: str = sys.executable) -> subprocess.CompletedProcess:
@@ -40,8 +46,14 @@ def make(*args: str, artifacts: Path, env: dict | None = None, py: str = sys.exe
     full_env = {**os.environ, **(env or {})}
     full_env.pop("BITS", None)
     full_env.pop("MAKEFLAGS", None)
-    return subprocess.run(["make", "--no-print-directory", f"ARTIFACTS={artifacts}", f"PY={py}", *args],
-                          cwd=REPO, env=full_env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["make", "--no-print-directory", f"ARTIFACTS={artifacts}", f"PY={py}", *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def stage_commands(make_output: str) -> set[str]:
@@ -51,12 +63,16 @@ def stage_commands(make_output: str) -> set[str]:
 
 # ---- Synthetic artifacts -------------------------------------------------------------------
 
+
 def random_params(seed: int = 0, bits: int = 8) -> QuantParams:
     rng = np.random.default_rng(seed)
-    return QuantParams(codes=rng.integers(0, 2 ** bits, size=8).astype(np.uint8),
-                                scale=np.float32(rng.uniform(1e-3, 1e-2)),
-                                zero_point=np.uint8(rng.integers(0, 2 ** bits)),
-                                intercept=np.float32(rng.normal() * 10), bits=bits)
+    return QuantParams(
+        codes=rng.integers(0, 2**bits, size=8).astype(np.uint8),
+        scale=np.float32(rng.uniform(1e-3, 1e-2)),
+        zero_point=np.uint8(rng.integers(0, 2**bits)),
+        intercept=np.float32(rng.normal() * 10),
+        bits=bits,
+    )
 
 
 def california_like_rows(n: int = 500, seed: int = 0) -> np.ndarray:
@@ -108,6 +124,7 @@ def dumps_lines(recs: list[dict]) -> str:
 
 
 # ---- Synthetic quantization problems and brute-force references -----------------------------
+
 
 def synthetic_regression(seed: int = 0, n: int = 4000):
     """Features with California-like scales (one huge, two collinear), and a noisy linear target."""

@@ -1,6 +1,7 @@
 """Checks of the inference server that both the host tests (tests/test_server.py) and the
 container tests (tests/test_container.py) run: the same conformance against `serve` on the host
 and against `docker run IMAGE serve`."""
+
 from __future__ import annotations
 
 import gzip
@@ -12,7 +13,6 @@ import tritonclient.http as triton
 
 from helpers import california_like_rows
 from pipeline import config
-from pipeline.serve_benchmark import free_port, wait_ready  # noqa: F401 (the tests' too)
 
 MODELS = config.MODEL_VARIANTS
 
@@ -46,20 +46,43 @@ BAD_REQUESTS = [
     (400, "POST", "/v2/models/uint8/infer", infer_body([[1.0] * 7, [1.0] * 9], [2, 8]), {}, "rows of 8 numbers"),
     (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, id=7), {}, "'id' must be a string"),
     (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, parameters=[1]), {}, "'parameters' must be an object"),
-    (400, "POST", "/v2/models/uint8/infer", infer_body(ROW, outputs=[{"name": "variable",
-                                                                      "parameters": {"binary_data": 1}}]),
-     {}, "'binary_data' is true or false"),
-    (400, "POST", "/v2/models/uint8/infer", gzip.compress(infer_body(ROW)) + b"JUNK", {"Content-Encoding": "gzip"},
-     "not one complete gzip stream"),
+    (
+        400,
+        "POST",
+        "/v2/models/uint8/infer",
+        infer_body(ROW, outputs=[{"name": "variable", "parameters": {"binary_data": 1}}]),
+        {},
+        "'binary_data' is true or false",
+    ),
+    (
+        400,
+        "POST",
+        "/v2/models/uint8/infer",
+        gzip.compress(infer_body(ROW)) + b"JUNK",
+        {"Content-Encoding": "gzip"},
+        "not one complete gzip stream",
+    ),
     (400, "POST", "/v2/models/uint8/infer", b"{}", {"Inference-Header-Content-Length": "\u00b2"}, "byte count"),
     (400, "POST", "/v2/models/uint8/infer", b"{}", {"Inference-Header-Content-Length": "9" * 5000}, "byte count"),
     (400, "POST", "/v2/models/uint8/infer", infer_body([1e39] + ROW[1:]), {}, "outside float32's range"),
-    (400, "POST", "/v2/models/uint8/infer", infer_body([10 ** 400] + ROW[1:]), {}, "outside float32's range"),
-    (400, "POST", "/v2/models/uint8/infer", b'{"inputs":[{"name":"input","shape":[1,8],"datatype":"FP32",'
-                                            b'"data":[Infinity,1,2,3,4,5,6,7]}]}', {}, "not a finite number"),
+    (400, "POST", "/v2/models/uint8/infer", infer_body([10**400] + ROW[1:]), {}, "outside float32's range"),
+    (
+        400,
+        "POST",
+        "/v2/models/uint8/infer",
+        b'{"inputs":[{"name":"input","shape":[1,8],"datatype":"FP32","data":[Infinity,1,2,3,4,5,6,7]}]}',
+        {},
+        "not a finite number",
+    ),
     (400, "POST", "/v2/models/uint8/infer", b'{"inputs":[],"inputs":[]}', {}, "duplicate key"),
-    (400, "POST", "/v2/models/uint8/infer", BINARY_HEADER + b"\0" * 8,  # 8 bytes where 32 are declared
-     {"Inference-Header-Content-Length": str(len(BINARY_HEADER))}, "binary_data_size"),
+    (
+        400,
+        "POST",
+        "/v2/models/uint8/infer",
+        BINARY_HEADER + b"\0" * 8,  # 8 bytes where 32 are declared
+        {"Inference-Header-Content-Length": str(len(BINARY_HEADER))},
+        "binary_data_size",
+    ),
     (400, "POST", "/v2/models/uint8/infer", b"{}", {"Inference-Header-Content-Length": "9999"}, "within the body"),
     (400, "POST", "/v1/models/uint8:predict", b'{"instances": [{"MedInc": 1}]}', {}, "missing HouseAge"),
     (404, "POST", "/v2/models/int4/infer", infer_body(ROW), {}, "unknown model"),
@@ -118,5 +141,6 @@ def check_infer(client: triton.InferenceServerClient, reference, rows: int, bina
         assert result.get_response()["id"] == f"r{rows}"
 
 
-INFER_MODES = [(rows, binary_in, binary_out) for rows in (1, 1000) for binary_in in (True, False)
-               for binary_out in (True, False)]
+INFER_MODES = [
+    (rows, binary_in, binary_out) for rows in (1, 1000) for binary_in in (True, False) for binary_out in (True, False)
+]

@@ -1,5 +1,6 @@
 """Container tests: run the built runtime image for real. They run when a Docker engine is
 reachable and the image exists; `make docker` builds the image and requires them to run."""
+
 from __future__ import annotations
 
 import json
@@ -112,34 +113,49 @@ def test_bad_csv_exits_2_with_one_line_and_no_output():
 def test_the_image_runs_the_compiled_fast_paths():
     """The library built on the host loads in the image (same architecture, its libc): a
     silent fall back to the pure-Python paths would cost 2-3x the time."""
-    probe = "from pipeline.runtime import native; print(native.LIB is not None)"
+    probe = "from housing_runtime import native; print(native.LIB is not None)"
     result = subprocess.run([*RUN, "--entrypoint", "python3", IMAGE, "-c", probe], capture_output=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == b"True", result.stderr
 
 
 def test_no_training_stack_pip_or_build_tools_in_the_image():
-    probe = ("import importlib.util, json; "
-             "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in "
-             "['sklearn', 'scipy', 'joblib', 'skl2onnx', 'onnx', 'pip', 'setuptools', 'numpy', 'onnxruntime']}))")
+    probe = (
+        "import importlib.util, json; "
+        "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in "
+        "['sklearn', 'scipy', 'joblib', 'skl2onnx', 'onnx', 'pip', 'setuptools', 'numpy', 'onnxruntime']}))"
+    )
     result = subprocess.run([*RUN, "--entrypoint", "python3", IMAGE, "-c", probe], capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found.pop("numpy") and found.pop("onnxruntime")
     assert not any(found.values()), found
-    result = subprocess.run([*RUN, "--entrypoint", "python3", IMAGE, "-c", "import sklearn"],
-                            capture_output=True, timeout=60)
+    result = subprocess.run(
+        [*RUN, "--entrypoint", "python3", IMAGE, "-c", "import sklearn"], capture_output=True, timeout=60
+    )
     assert result.returncode != 0 and b"ModuleNotFoundError" in result.stderr
-    tools = subprocess.run([*RUN, "--entrypoint", "sh", IMAGE, "-c", "command -v pip pip3 gcc cc make || true"],
-                           capture_output=True, timeout=60)
+    tools = subprocess.run(
+        [*RUN, "--entrypoint", "sh", IMAGE, "-c", "command -v pip pip3 gcc cc make || true"],
+        capture_output=True,
+        timeout=60,
+    )
     assert tools.stdout.strip() == b""
 
 
 def test_image_holds_no_pycache_tests_or_unused_onnxruntime_parts():
     listing = subprocess.run(
-        [*RUN, "--entrypoint", "sh", IMAGE, "-c",
-         "find /opt/site /app -name __pycache__ -o -name tests -o -name 'libonnxruntime.so*' "
-         "-o -path '*/onnxruntime/transformers' -o -path '*/onnxruntime/quantization' -o -path '*/onnxruntime/tools'"],
-        capture_output=True, timeout=60)
+        [
+            *RUN,
+            "--entrypoint",
+            "sh",
+            IMAGE,
+            "-c",
+            "find /opt/site /app -name __pycache__ -o -name tests -o -name 'libonnxruntime.so*' "
+            "-o -path '*/onnxruntime/transformers' -o -path '*/onnxruntime/quantization' "
+            "-o -path '*/onnxruntime/tools'",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
     assert listing.returncode == 0 and listing.stdout.strip() == b"", listing.stdout.decode()
 
 
@@ -153,6 +169,7 @@ def test_layers_over_the_base_within_the_size_goal():
         out = docker("image", "inspect", "--format", "{{.Size}}", ref)
         assert out.returncode == 0, out.stderr
         return int(out.stdout)
+
     added = size(IMAGE) - size(BASE_IMAGE)
     assert added <= SIZE_GOAL_BYTES, f"{added / 1e6:.1f} MB added over {BASE_IMAGE}"
 
@@ -162,9 +179,23 @@ def served(tmp_path_factory):
     """`docker run --read-only IMAGE serve` on a free port of the host's network, and the
     image's own model files (for the reference predictions)."""
     import server_checks
+
     port = server_checks.free_port()
-    started = docker("run", "-d", "--read-only", "--network", "host", IMAGE, "serve", "--host", "127.0.0.1",
-                     "--port", str(port), "--max-rows", "5000")
+    started = docker(
+        "run",
+        "-d",
+        "--read-only",
+        "--network",
+        "host",
+        IMAGE,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-rows",
+        "5000",
+    )
     assert started.returncode == 0, started.stderr
     container = started.stdout.decode().strip()
     folder = tmp_path_factory.mktemp("image-models")
@@ -184,6 +215,7 @@ def test_the_image_passes_the_servers_conformance_checks(served):
     health, metadata and infer in every binary/JSON combination, equal to the host's
     onnxruntime on the image's own model files; and every bad request's 4xx."""
     import server_checks
+
     _, port, client, models = served
     server_checks.check_health_and_metadata(client)
     for rows, binary_in, binary_out in server_checks.INFER_MODES:
@@ -200,6 +232,7 @@ def test_sigterm_under_load_answers_every_request_and_exits_cleanly(served):
     import threading
 
     import server_checks
+
     container, port, _, _ = served
     body = server_checks.infer_body(server_checks.ROW)
     statuses, stop_sending = [], threading.Event()

@@ -19,6 +19,7 @@ tolerances.TOL_COMPAT of the pinned onnxruntime's, run here with every graph opt
 disabled: the graph as written, before any runtime rewrites it. Exit 1, after the
 matrix is printed, when any cell fails; the reports are written either way.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,10 +37,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from pipeline import artifacts, data, qparams, quantize, tolerances, verify
+from housing_runtime.errors import UserError, run_cli
+from pipeline import artifacts
 from pipeline.compat import rejected
-from pipeline.errors import UserError, run_cli
+from pipeline.graphs import tolerances, verify
 from pipeline.metrics import regression_metrics
+from pipeline.quantization import qparams
+from pipeline.stages import data, quantize
 
 HERE = Path(__file__).resolve().parent
 PYTHON_KINDS = ("onnxruntime", "openvino", "tract", "reference")
@@ -63,12 +67,14 @@ class Runtime:
     def parse(cls, spec: str) -> Runtime:
         kind, sep, where = spec.partition(":")
         if not sep or kind not in (*PYTHON_KINDS, NODE_KIND) or not where:
-            raise UserError(f"--runtime {spec!r}: expected KIND:PATH with KIND one of "
-                            f"{', '.join((*PYTHON_KINDS, NODE_KIND))}")
+            raise UserError(
+                f"--runtime {spec!r}: expected KIND:PATH with KIND one of {', '.join((*PYTHON_KINDS, NODE_KIND))}"
+            )
         path = Path(where)
         if kind == NODE_KIND and not (path / "node_modules" / "onnxruntime-node").is_dir():
-            raise UserError(f"--runtime {spec!r}: {where} holds no node_modules/onnxruntime-node; "
-                            f"`make compat` installs it")
+            raise UserError(
+                f"--runtime {spec!r}: {where} holds no node_modules/onnxruntime-node; `make compat` installs it"
+            )
         if kind != NODE_KIND and not (path.is_file() and os.access(path, os.X_OK)):
             raise UserError(f"--runtime {spec!r}: {where} is not an executable Python; `make compat` installs it")
         return cls(kind, path)
@@ -87,8 +93,16 @@ def run_runtime(runtime: Runtime, models: dict[str, Path], X_path: Path, rows: i
     usable report fails every cell. The runner runs in a session of its own, so a timeout ends
     whatever it started too."""
     out.mkdir()
-    cmd = [*runtime.command(), "--rows", str(rows), "--input", str(X_path), "--out", str(out),
-           *(f"{name}={path.resolve()}" for name, path in models.items())]
+    cmd = [
+        *runtime.command(),
+        "--rows",
+        str(rows),
+        "--input",
+        str(X_path),
+        "--out",
+        str(out),
+        *(f"{name}={path.resolve()}" for name, path in models.items()),
+    ]
     runner = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         _, stderr = runner.communicate(timeout=RUNNER_TIMEOUT_S)
@@ -108,12 +122,17 @@ def run_runtime(runtime: Runtime, models: dict[str, Path], X_path: Path, rows: i
 def read_report(path: Path, rows: int) -> dict:
     """A runner's report.json, checked for shape, with each result's predictions loaded."""
     report = json.loads(path.read_text(errors="replace"))
-    if not (isinstance(report, dict) and isinstance(report.get("engine"), str)
-            and isinstance(report.get("version"), str) and isinstance(report.get("results"), list)):
+    if not (
+        isinstance(report, dict)
+        and isinstance(report.get("engine"), str)
+        and isinstance(report.get("version"), str)
+        and isinstance(report.get("results"), list)
+    ):
         raise ValueError("expected engine, version and results")
     for result in report["results"]:
-        if not (isinstance(result, dict) and isinstance(result.get("model"), str)
-                and isinstance(result.get("setting"), str)):
+        if not (
+            isinstance(result, dict) and isinstance(result.get("model"), str) and isinstance(result.get("setting"), str)
+        ):
             raise ValueError(f"a result without model and setting: {str(result)[:100]}")
         if "predictions" in result:
             result["values"] = np.fromfile(str(result.pop("predictions")), dtype="<f4").astype(np.float64)
@@ -122,8 +141,14 @@ def read_report(path: Path, rows: int) -> dict:
 
 def failed_cell(model: str, setting: str, error: str) -> dict:
     """A cell whose model did not load or gave nothing usable."""
-    return {"model": model, "setting": setting, "shipped": model in VARIANTS, "loads": False, "error": error,
-            "ok": False}
+    return {
+        "model": model,
+        "setting": setting,
+        "shipped": model in VARIANTS,
+        "loads": False,
+        "error": error,
+        "ok": False,
+    }
 
 
 def score(result: dict, reference: np.ndarray, y: np.ndarray) -> dict:
@@ -136,8 +161,13 @@ def score(result: dict, reference: np.ndarray, y: np.ndarray) -> dict:
         what = f"{got.size} values for {reference.size} rows" if got.shape != reference.shape else "non-finite"
         return failed_cell(result["model"], result["setting"], f"unusable predictions: {what}")
     diff = float(np.max(np.abs(got - reference)))
-    return {**cell, "loads": True, "test_r2": regression_metrics(y, got)["r2"], "max_abs_diff": diff,
-            "ok": bool(diff <= tolerances.TOL_COMPAT)}
+    return {
+        **cell,
+        "loads": True,
+        "test_r2": regression_metrics(y, got)["r2"],
+        "max_abs_diff": diff,
+        "ok": bool(diff <= tolerances.TOL_COMPAT),
+    }
 
 
 def cells_of(report: dict, models: dict[str, Path], references: dict[str, np.ndarray], y: np.ndarray) -> list[dict]:
@@ -155,8 +185,10 @@ def reference_predictions(path: Path, X: np.ndarray) -> np.ndarray:
         session = verify.make_session(str(path), ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
         return verify.run_session(session, X)
     except Exception as err:  # onnxruntime's own exception types differ between releases
-        raise UserError(f"the pinned onnxruntime {ort.__version__} cannot run {path}, so nothing can be "
-                        f"compared with it: {' '.join(str(err).split())[:300]}") from None
+        raise UserError(
+            f"the pinned onnxruntime {ort.__version__} cannot run {path}, so nothing can be "
+            f"compared with it: {' '.join(str(err).split())[:300]}"
+        ) from None
 
 
 def evaluate(runtimes: list[Runtime], models: dict[str, Path], split: data.Split, work: Path) -> list[dict]:
@@ -169,11 +201,14 @@ def evaluate(runtimes: list[Runtime], models: dict[str, Path], split: data.Split
     for i, runtime in enumerate(runtimes):
         report = run_runtime(runtime, models, X_path, len(X), work / str(i))
         cells = cells_of(report, models, references, split.y_test)
-        rows.append({"engine": report["engine"], "version": report["version"], "where": str(runtime.where),
-                     "cells": cells})
+        rows.append(
+            {"engine": report["engine"], "version": report["version"], "where": str(runtime.where), "cells": cells}
+        )
         shipped = [c for c in cells if c["shipped"]]
-        print(f"compat: {report['engine']} {report['version']}: "
-              f"{sum(c['ok'] for c in shipped)}/{len(shipped)} pass", file=sys.stderr)
+        print(
+            f"compat: {report['engine']} {report['version']}: {sum(c['ok'] for c in shipped)}/{len(shipped)} pass",
+            file=sys.stderr,
+        )
     return rows
 
 
@@ -199,8 +234,10 @@ def worst_cell(cells: list[dict]) -> dict:
 def markdown(rows: list[dict]) -> str:
     """One row per runtime: every setting it ran, and each model's worst cell over them; then,
     if it ran, where the graph not shipped goes wrong."""
-    lines = ["| runtime | version | settings run | " + " | ".join(VARIANTS) + " |",
-             "|---|---|---|" + "---|" * len(VARIANTS)]
+    lines = [
+        "| runtime | version | settings run | " + " | ".join(VARIANTS) + " |",
+        "|---|---|---|" + "---|" * len(VARIANTS),
+    ]
     for row in rows:
         settings = ", ".join(short_setting(s) for s in dict.fromkeys(c["setting"] for c in row["cells"]))
         worst = [cell_text(worst_cell([c for c in row["cells"] if c["model"] == v])) for v in VARIANTS]
@@ -241,8 +278,10 @@ def terminal_table(rows: list[dict]) -> str:
         settings = list(dict.fromkeys(c["setting"] for c in row["cells"]))
         for setting in settings:
             by_model = {c["model"]: c for c in row["cells"] if c["setting"] == setting}
-            lines.append(f"{row['engine']:<17} {row['version'].split('-')[0]:<10} {short_setting(setting):<{width}} "
-                         + " ".join(f"{cell_text(by_model[v]) if v in by_model else '-':<30}" for v in VARIANTS))
+            lines.append(
+                f"{row['engine']:<17} {row['version'].split('-')[0]:<10} {short_setting(setting):<{width}} "
+                + " ".join(f"{cell_text(by_model[v]) if v in by_model else '-':<30}" for v in VARIANTS)
+            )
     return "\n".join(lines)
 
 
@@ -259,8 +298,12 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count(),
-            "bf16": sorted(f for f in flags if "bf16" in f or f.startswith("amx"))}
+    return {
+        "cpu": cpu,
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "bf16": sorted(f for f in flags if "bf16" in f or f.startswith("amx")),
+    }
 
 
 def write_rejected(model_path: Path, params_path: Path, work: Path) -> dict[str, Path]:
@@ -270,8 +313,10 @@ def write_rejected(model_path: Path, params_path: Path, work: Path) -> dict[str,
     except FileNotFoundError:
         raise UserError(f"{params_path} is missing; run `make all` first") from None
     except Exception as err:  # a file that is not save_params' joblib fails in many ways
-        raise UserError(f"{params_path} cannot be read as quantization parameters ({type(err).__name__}); "
-                        "give the quant_params.joblib that `make quantize` writes") from None
+        raise UserError(
+            f"{params_path} cannot be read as quantization parameters ({type(err).__name__}); "
+            "give the quant_params.joblib that `make quantize` writes"
+        ) from None
     model = quantize.load_model(model_path)
     paths = {}
     for i, graph in enumerate(rejected.REJECTED):
@@ -282,14 +327,18 @@ def write_rejected(model_path: Path, params_path: Path, work: Path) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline.compat.matrix", description=__doc__.splitlines()[0])
-    parser.add_argument("--split", type=Path, required=True, help="input: the split from pipeline.data")
+    parser.add_argument("--split", type=Path, required=True, help="input: the split from pipeline.stages.data")
     for variant in VARIANTS:
         parser.add_argument(f"--{variant}", type=Path, required=True, help=f"input: the {variant} ONNX model")
-    parser.add_argument("--model", type=Path, help="input: the sklearn model; with --params, also run the "
-                        "graphs not shipped (reported only)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="input: the sklearn model; with --params, also run the graphs not shipped (reported only)",
+    )
     parser.add_argument("--params", type=Path, help="input: the quantization parameters, with --model")
-    parser.add_argument("--runtime", action="append", default=[], metavar="KIND:PATH",
-                        help="a runtime to run the models on (repeat)")
+    parser.add_argument(
+        "--runtime", action="append", default=[], metavar="KIND:PATH", help="a runtime to run the models on (repeat)"
+    )
     parser.add_argument("--json", type=Path, required=True, help="output: every cell (JSON)")
     parser.add_argument("--markdown", type=Path, required=True, help="output: one row per runtime (Markdown)")
     args = parser.parse_args(argv)
@@ -309,22 +358,37 @@ def main(argv: list[str] | None = None) -> int:
             models.update(write_rejected(args.model, args.params, work))
         rows = evaluate(runtimes, models, split, work)
     print(terminal_table(rows))
-    artifacts.write_json(args.json, {
-        "tolerance": tolerances.TOL_COMPAT, "reference": f"onnxruntime {ort.__version__}, ORT_DISABLE_ALL",
-        "rows_checked": int(split.X_test.shape[0]), "machine": machine(), "runtimes": rows,
-        "provenance": artifacts.provenance("compat", {"split": args.split, **{v: models[v] for v in VARIANTS},
-                                                      **({"model": args.model, "quant_params": args.params}
-                                                         if args.model else {})}),
-    })
+    artifacts.write_json(
+        args.json,
+        {
+            "tolerance": tolerances.TOL_COMPAT,
+            "reference": f"onnxruntime {ort.__version__}, ORT_DISABLE_ALL",
+            "rows_checked": int(split.X_test.shape[0]),
+            "machine": machine(),
+            "runtimes": rows,
+            "provenance": artifacts.provenance(
+                "compat",
+                {
+                    "split": args.split,
+                    **{v: models[v] for v in VARIANTS},
+                    **({"model": args.model, "quant_params": args.params} if args.model else {}),
+                },
+            ),
+        },
+    )
     artifacts.write_text(args.markdown, markdown(rows))
     shipped = sum(c["shipped"] for r in rows for c in r["cells"])
     failed = [(r["engine"], r["version"], c) for r in rows for c in r["cells"] if c["shipped"] and not c["ok"]]
     if failed:
         engine, version, cell = failed[0]
-        raise CompatFailure(f"{len(failed)} of {shipped} cells fail, the first "
-                            f"{cell['model']} on {engine} {version} ({cell['setting']}): {cell_text(cell)}")
-    print(f"compat: every model loads and agrees within {tolerances.TOL_COMPAT:g} on "
-          f"{len(rows)} runtimes ({shipped} cells)")
+        raise CompatFailure(
+            f"{len(failed)} of {shipped} cells fail, the first "
+            f"{cell['model']} on {engine} {version} ({cell['setting']}): {cell_text(cell)}"
+        )
+    print(
+        f"compat: every model loads and agrees within {tolerances.TOL_COMPAT:g} on "
+        f"{len(rows)} runtimes ({shipped} cells)"
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ export's choices is measured on the runtimes themselves; they are reported and n
 target. The tests use the first to show that the export's verification and `make compat` catch
 a model that a runtime computes wrongly.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,8 +15,9 @@ import onnx
 from onnx import helper, numpy_helper
 from sklearn.linear_model import LinearRegression
 
-from pipeline import config, export
-from pipeline.qparams import QuantParams
+from pipeline import config
+from pipeline.quantization.qparams import QuantParams
+from pipeline.stages import export
 
 
 def matmul_dequant_model(params: QuantParams) -> onnx.ModelProto:
@@ -60,18 +62,37 @@ class Rejected:
 
 
 REJECTED = (
-    Rejected("uint8 as MatMul", "DequantizeLinear -> MatMul, not Mul + ReduceSum",
-             lambda model, params: matmul_dequant_model(params)),
-    Rejected("float as MatMul", "skl2onnx's MatMul + Add, not rewritten",
-             lambda model, params: export.skl2onnx_graph(model)),
-    Rejected("float as LinearRegressor", "skl2onnx's default: ai.onnx.ml LinearRegressor",
-             lambda model, params: export.skl2onnx_graph(model, black_op=None)),
-    Rejected("uint8 at IR 10", "opset 21 and IR 10, as exported before",
-             lambda model, params: at_versions(export.build_uint8_model(params), 21, 10)),
-    Rejected("uint8 at opset 20", "opset 20, the newest IR 9 allows",
-             lambda model, params: at_versions(export.build_uint8_model(params), 20, 9)),
-    Rejected("uint8 at opset 13", "opset 13 and IR 7, which older releases load too",
-             lambda model, params: at_versions(export.build_uint8_model(params), 13, 7)),
-    Rejected("uint8, unnamed batch", "a batch dimension with no size and no name",
-             lambda model, params: unnamed_batch(export.build_uint8_model(params))),
+    Rejected(
+        "uint8 as MatMul",
+        "DequantizeLinear -> MatMul, not Mul + ReduceSum",
+        lambda model, params: matmul_dequant_model(params),
+    ),
+    Rejected(
+        "float as MatMul", "skl2onnx's MatMul + Add, not rewritten", lambda model, params: export.skl2onnx_graph(model)
+    ),
+    Rejected(
+        "float as LinearRegressor",
+        "skl2onnx's default: ai.onnx.ml LinearRegressor",
+        lambda model, params: export.skl2onnx_graph(model, black_op=None),
+    ),
+    Rejected(
+        "uint8 at IR 10",
+        "opset 21 and IR 10, as exported before",
+        lambda model, params: at_versions(export.build_uint8_model(params), 21, 10),
+    ),
+    Rejected(
+        "uint8 at opset 20",
+        "opset 20, the newest IR 9 allows",
+        lambda model, params: at_versions(export.build_uint8_model(params), 20, 9),
+    ),
+    Rejected(
+        "uint8 at opset 13",
+        "opset 13 and IR 7, which older releases load too",
+        lambda model, params: at_versions(export.build_uint8_model(params), 13, 7),
+    ),
+    Rejected(
+        "uint8, unnamed batch",
+        "a batch dimension with no size and no name",
+        lambda model, params: unnamed_batch(export.build_uint8_model(params)),
+    ),
 )

@@ -10,6 +10,7 @@ the one-line error (a file, so that whatever an engine prints cannot garble it).
 inside each engine's own venv, so it imports only the standard library, numpy and the engine:
 never the pipeline package.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,7 @@ def onnxruntime_settings():
                 options.graph_optimization_level = level
                 session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
             return session.run(None, {session.get_inputs()[0].name: X})[0]
+
         return predict
 
     levels = {"default": None, **ort.GraphOptimizationLevel.__members__}
@@ -45,16 +47,20 @@ def openvino_settings():
 
     On CPUs with avx512_bf16 or AMX the default runs MatMul in bf16 (3 significant digits)."""
     import openvino as ov
+
     core = ov.Core()
 
     def compiled(config):
         def predict(path, X):
             model = core.compile_model(core.read_model(path), "CPU", config)
             return model(X)[model.output(0)]
+
         return predict
 
-    return ov.__version__, {"default": compiled({}),
-                            "INFERENCE_PRECISION_HINT=f32": compiled({"INFERENCE_PRECISION_HINT": "f32"})}
+    return ov.__version__, {
+        "default": compiled({}),
+        "INFERENCE_PRECISION_HINT=f32": compiled({"INFERENCE_PRECISION_HINT": "f32"}),
+    }
 
 
 def tract_settings():
@@ -77,8 +83,12 @@ def reference_settings():
     return onnx.__version__, {"ReferenceEvaluator": evaluate}
 
 
-ENGINES = {"onnxruntime": onnxruntime_settings, "openvino": openvino_settings, "tract": tract_settings,
-           "reference": reference_settings}
+ENGINES = {
+    "onnxruntime": onnxruntime_settings,
+    "openvino": openvino_settings,
+    "tract": tract_settings,
+    "reference": reference_settings,
+}
 
 
 def one_line(err: BaseException, keep: int = 200) -> str:

@@ -1,0 +1,331 @@
+"""`make bench-spark`: the Spark job in local[2] against the alternatives a user would pick on one
+machine, on the same generated rows, side by side in one run; it prints, it asserts nothing.
+
+    python -m benchmarks.spark --artifacts artifacts --rows 5000000
+
+- the Spark job (``python -m housing_runtime.spark.job``), on the rows as Parquet, and on one row (what
+  starting Spark costs: the JVM, the session, the Python workers);
+- a single-process pyarrow + onnxruntime script on the same Parquet (``benchmarks.alternatives``);
+- the runtime CLI on the same rows as CSV.
+
+Each is a child process, timed whole. CPU seconds and peak memory cover its whole process tree
+(the JVM and Spark's Python workers too): this process is a child subreaper, so the workers'
+CPU time is counted when they exit, and memory is the tree's summed RSS, sampled every 50 ms.
+From the Spark job's CPU per row, it works out on paper what 1 billion rows cost on a cluster.
+Last, inside one warm session, where Spark's time goes: reading and writing the Parquet with no
+Python at all, then with a mapInArrow that only adds a column, then the job's own scoring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.runtime import Run, house_block, write_rows_csv
+from housing_runtime.errors import UserError, run_cli
+from pipeline import config
+
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+SAMPLE_SECONDS = 0.05
+FILE_ROWS = 1_000_000
+# On paper: executors of this many cores each, and cluster sizes to work out.
+EXECUTOR_CORES = 4
+CLUSTER_EXECUTORS = (10, 50, 200)
+BILLION = 1_000_000_000
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants (Spark's Python workers outlive the JVM by a moment) are re-parented
+    to this process, which reaps them, so their CPU time lands in RUSAGE_CHILDREN."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise UserError("cannot become a child subreaper (prctl); the CPU of Spark's workers would be lost")
+
+
+def process_tree(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(parents.get(pid, []))
+    return tree
+
+
+def tree_rss(root: int) -> int:
+    total = 0
+    for pid in process_tree(root):
+        try:
+            with open(f"/proc/{pid}/statm") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def reap_orphans(seconds: float = 30.0) -> None:
+    """Wait for the descendants re-parented to us; kill what is left after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            if time.monotonic() > deadline:
+                for child in process_tree(os.getpid())[1:]:
+                    os.kill(child, 9)
+            time.sleep(SAMPLE_SECONDS)
+
+
+def measured(cmd: list[str]) -> Run:
+    """Run ``cmd`` to its end; its wall time, its whole tree's CPU time and the largest summed
+    RSS of the tree seen."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(proc.pid))
+            time.sleep(SAMPLE_SECONDS)
+        wall = time.perf_counter() - start
+        reap_orphans()
+        if proc.returncode != 0:
+            err.seek(0)
+            raise UserError(f"{' '.join(cmd[:4])} ... failed: {err.read().decode(errors='replace').strip()[-300:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(wall, cpu, peak)
+
+
+def write_rows_parquet(folder: Path, n_rows: int) -> None:
+    """The rows write_rows_csv writes, as Parquet files of FILE_ROWS rows, with an id column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir()
+    block = house_block(min(FILE_ROWS, n_rows))
+    for k in range(n_rows // block.shape[0]):
+        columns = {"id": pa.array(np.arange(k * len(block), (k + 1) * len(block)))}
+        columns |= {f: pa.array(block[:, j]) for j, f in enumerate(config.FEATURE_NAMES)}
+        pq.write_table(pa.table(columns), folder / f"part-{k:05d}.parquet")
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir())
+
+
+def tools(artifacts: Path, tmp: Path) -> dict[str, tuple[list[str], Path]]:
+    """Each tool's command and the output it writes (removed before each run)."""
+    py, model = sys.executable, str(artifacts / config.ONNX_NAMES["uint8"])
+    job = [py, "-m", "housing_runtime.spark.job", "--artifacts", str(artifacts), "--model", "uint8"]
+    return {
+        "Spark job, local[2]": (
+            [*job, "--input", str(tmp / "rows"), "--output", str(tmp / "spark_out")],
+            tmp / "spark_out",
+        ),
+        "Spark job, 1 row (start-up)": (
+            [*job, "--input", str(tmp / "one"), "--output", str(tmp / "spark_one")],
+            tmp / "spark_one",
+        ),
+        "pyarrow + onnxruntime, 1 process": (
+            [py, "-m", "benchmarks.alternatives", "parquet", model, str(tmp / "rows"), str(tmp / "single.parquet")],
+            tmp / "single.parquet",
+        ),
+        "CLI, CSV in and out": (
+            [
+                py,
+                "-m",
+                "housing_runtime",
+                "--artifacts",
+                str(artifacts),
+                "--model",
+                "uint8",
+                "--input",
+                str(tmp / "rows.csv"),
+                "--output",
+                str(tmp / "cli.csv"),
+            ],
+            tmp / "cli.csv",
+        ),
+    }
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def write_inputs(tmp: Path, n_rows: int) -> None:
+    """The rows as Parquet (rows/) and CSV (rows.csv), and one of them as Parquet (one/)."""
+    import pyarrow.parquet as pq
+
+    write_rows_parquet(tmp / "rows", n_rows)
+    write_rows_csv(tmp / "rows.csv", n_rows)
+    (tmp / "one").mkdir()
+    pq.write_table(pq.read_table(tmp / "rows" / "part-00000.parquet").slice(0, 1), tmp / "one" / "p.parquet")
+
+
+def bench(artifacts: Path, tmp: Path, n_rows: int, repeats: int) -> dict:
+    """Each tool on the inputs write_inputs made in ``tmp``, interleaved, best of ``repeats``."""
+    become_subreaper()
+    parquet_bytes = folder_bytes(tmp / "rows")
+    commands = tools(artifacts, tmp)
+    runs: dict[str, list[Run]] = {tool: [] for tool in commands}
+    for _ in range(repeats):  # interleaved, so every tool sees the same machine state
+        for tool, (cmd, output) in commands.items():
+            remove(output)
+            runs[tool].append(measured(cmd))
+    best = {tool: min(tool_runs, key=lambda r: r.wall) for tool, tool_runs in runs.items()}
+    rows = {tool: (1 if "1 row" in tool else n_rows) for tool in best}
+    print_table(best, rows, repeats)
+    runs_json = {
+        tool: {"rows": rows[tool], "wall": r.wall, "cpu": r.cpu, "peak_rss_bytes": r.peak_rss}
+        for tool, r in best.items()
+    }
+    result = {"rows": n_rows, "parquet_bytes": parquet_bytes, "runs": runs_json}
+    result["cluster"] = print_cluster_estimate(best, n_rows, parquet_bytes)
+    return result
+
+
+def print_table(best: dict[str, Run], rows: dict[str, int], repeats: int) -> None:
+    print(f"| tool | rows | wall s (best of {repeats}) | rows/s | CPU s | CPU / wall | peak memory MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for tool, r in best.items():
+        rate = f"{rows[tool] / r.wall:,.0f}" if rows[tool] > 1 else "-"
+        print(
+            f"| {tool} | {rows[tool]:,} | {r.wall:.2f} | {rate} | {r.cpu:.2f} | "
+            f"{r.cpu / r.wall:.2f} | {r.peak_rss / 1e6:,.0f} |"
+        )
+    spark, start = best["Spark job, local[2]"], best["Spark job, 1 row (start-up)"]
+    single, cli = best["pyarrow + onnxruntime, 1 process"], best["CLI, CSV in and out"]
+    print()
+    print(
+        f"The Spark job takes {spark.wall / single.wall:.1f}x the single process's wall time and "
+        f"{spark.wall / cli.wall:.1f}x the CLI's; without its start-up ({start.wall:.1f} s), "
+        f"{(spark.wall - start.wall) / single.wall:.1f}x the single process's."
+    )
+
+
+def print_cluster_estimate(best: dict[str, Run], n_rows: int, parquet_bytes: int) -> dict:
+    """1 billion rows on N executors of EXECUTOR_CORES cores, from the job's CPU per row here."""
+    spark, start = best["Spark job, local[2]"], best["Spark job, 1 row (start-up)"]
+    cpu_per_row = (spark.cpu - start.cpu) / n_rows
+    core_hours = cpu_per_row * BILLION / 3600
+    gb = parquet_bytes / n_rows * BILLION / 1e9
+    print(
+        f"\nOn paper, 1 billion rows: {cpu_per_row * 1e6:.2f} µs of CPU per row (the job's CPU above its "
+        f"1-row start-up, over {n_rows:,} rows) is {core_hours:.2f} core-hours; the input is about "
+        f"{gb:.0f} GB of Parquet at this data's {parquet_bytes / n_rows:.0f} bytes per row."
+    )
+    estimate = {
+        "cpu_seconds_per_row": cpu_per_row,
+        "core_hours_per_billion": core_hours,
+        "input_gb_per_billion": gb,
+        "executor_cores": EXECUTOR_CORES,
+        "wall_minutes": {},
+    }
+    for n in CLUSTER_EXECUTORS:
+        minutes = (cpu_per_row * BILLION / (n * EXECUTOR_CORES) + start.wall) / 60
+        estimate["wall_minutes"][n] = minutes
+        print(
+            f"- {n} executors x {EXECUTOR_CORES} cores: about {minutes:.1f} min, if storage feeds each core "
+            f"{gb * 1e3 / (minutes * 60) / (n * EXECUTOR_CORES):.0f} MB/s"
+        )
+    print(
+        "Assumes cluster cores as fast as this machine's, enough partitions to keep every core busy, "
+        "and a start-up like this one's; a real cluster adds scheduling and storage latency."
+    )
+    return estimate
+
+
+def zeros_column(batches):
+    """A mapInArrow function that does no work: the Python round trip's own cost."""
+    import pyarrow as pa
+
+    for batch in batches:
+        yield pa.RecordBatch.from_arrays(
+            [*batch.columns, pa.array(np.zeros(batch.num_rows, np.float32))], names=[*batch.schema.names, "prediction"]
+        )
+
+
+def warm_session_breakdown(artifacts: Path, tmp: Path, n_rows: int, repeats: int) -> dict[str, float]:
+    """Wall seconds of three writes of the same rows (tmp/rows) in one local[2] session, best of
+    ``repeats``."""
+    import pyspark.sql.types as T
+
+    from housing_runtime.spark import environment, job
+
+    scorer = job.load_scorer(artifacts, "uint8", "prediction")
+    spark = environment.local_session("local[2]")
+    try:
+        frame = spark.read.parquet(str(tmp / "rows"))
+        schema = T.StructType([*frame.schema.fields, T.StructField("prediction", T.FloatType(), True)])
+        steps = {
+            "Spark reads and writes the Parquet, no Python": lambda out: frame.write.parquet(out),
+            "+ a mapInArrow that only adds a column of zeros": lambda out: frame.mapInArrow(
+                zeros_column, schema
+            ).write.parquet(out),
+            "+ the job's scoring (validation, onnxruntime)": lambda out: job.score(
+                spark, scorer, str(tmp / "rows"), out
+            ),
+        }
+        times: dict[str, list[float]] = {step: [] for step in steps}
+        for _ in range(repeats):
+            for step, write in steps.items():
+                remove(tmp / "out")
+                start = time.perf_counter()
+                write(str(tmp / "out"))
+                times[step].append(time.perf_counter() - start)
+    finally:
+        spark.stop()
+    best = {step: min(t) for step, t in times.items()}
+    print(f"\n| inside one warm local[2] session, {n_rows:,} rows | wall s (best of {repeats}) |")
+    print("|---|---:|")
+    for step, seconds in best.items():
+        print(f"| {step} | {seconds:.2f} |")
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.spark", description=__doc__.splitlines()[0])
+    parser.add_argument("--artifacts", type=Path, default=config.artifacts_dir(), help="the models' folder")
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.rows < FILE_ROWS or args.rows % FILE_ROWS:
+        raise UserError(f"--rows must be a multiple of {FILE_ROWS:,}")
+    with tempfile.TemporaryDirectory() as name:  # the rows are written once, for every measurement
+        tmp = Path(name)
+        write_inputs(tmp, args.rows)
+        result = bench(args.artifacts, tmp, args.rows, args.repeats)
+        result["warm_session"] = warm_session_breakdown(args.artifacts, tmp, args.rows, args.repeats)
+    result["machine"] = {"machine": os.uname().machine, "cpus": os.cpu_count()}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, "benchmarks.spark")

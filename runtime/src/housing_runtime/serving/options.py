@@ -1,0 +1,69 @@
+"""`housing-runtime serve`'s options and their defaults. Standard library only, so that the
+command line can parse and check them, and say which extra to install, before the server's
+stack (Starlette, uvicorn, prometheus-client) is imported."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+DEFAULT_HOST, DEFAULT_PORT = "0.0.0.0", 8080
+MAX_BODY_BYTES = 64 << 20
+MAX_ROWS = 1_000_000
+READ_TIMEOUT_SECONDS = 30.0
+HEADER_TIMEOUT_SECONDS = 10.0
+MAX_CONCURRENCY = 64
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder with the models and manifest.json (default: $ARTIFACTS or ./artifacts)",
+    )
+    parser.add_argument(
+        "--no-verify-manifest", action="store_true", help="skip checking each model's sha256 against manifest.json"
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=MAX_BODY_BYTES,
+        help="largest request body, after decoding (default: %(default)s: 64 MiB)",
+    )
+    parser.add_argument("--max-rows", type=int, default=MAX_ROWS, help="most rows per request (default: %(default)s)")
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=MAX_CONCURRENCY,
+        help="connections served at once; more get 503 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=READ_TIMEOUT_SECONDS,
+        help="seconds a request body may take to arrive (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=HEADER_TIMEOUT_SECONDS,
+        help="seconds a request's line and headers may take to arrive (default: %(default)s)",
+    )
+    parser.add_argument("--no-access-log", action="store_true", help="no JSON line per request on stderr")
+
+
+def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse values no server could use, with the option's name (parser.error: one line)."""
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port {args.port} is not a port number (0 to 65535)")
+    for name in ("max_body_bytes", "max_rows", "max_concurrency"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("read_timeout", "header_timeout"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
+            parser.error(f"--{name.replace('_', '-')} must be a positive number of seconds")
