@@ -228,9 +228,9 @@ with contextlib.redirect_stdout(io.StringIO()) as buf:
     cli.main(["--artifacts", sys.argv[1]])
 assert buf.getvalue().startswith("prediction\\n"), buf.getvalue()
 if sys.argv[2:] == ["server"]:  # and what serving adds: the server module and its protocol
-    from housing_runtime.serving import server
-    server.App(server.Protocol(server.load_models(__import__("pathlib").Path(sys.argv[1]), True)),
-                     server.Metrics())
+    from housing_runtime.serving import lifecycle, metrics, protocol, server
+    server.App(protocol.Protocol(lifecycle.load_models(__import__("pathlib").Path(sys.argv[1]), True)),
+               metrics.Metrics())
 print(json.dumps({name: getattr(module, "__file__", None) for name, module in sys.modules.items()}))
 """
 # The server's stack (requirements.txt), as import names: only `serve` loads them.

@@ -258,7 +258,8 @@ def test_readiness_is_false_until_the_models_are_loaded_and_once_shutdown_begins
     """Protocol-level: what loading and the server's shutdown flag do to readiness (the loading
     takes a fraction of a second, too short to catch over HTTP reliably)."""
     from housing_runtime.model import Predictor
-    from housing_runtime.serving.protocol import Model, Protocol
+    from housing_runtime.serving.messages import Model
+    from housing_runtime.serving.protocol import Protocol
 
     protocol = Protocol()
     assert protocol.handle("GET", "/v2/health/ready", {}, b"").status == 503

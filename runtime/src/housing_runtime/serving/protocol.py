@@ -18,90 +18,42 @@ Every client fault is a ``ProtocolError``: a 4xx status and one line.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 
-import numpy as np
-
-from housing_runtime import DISTRIBUTION, __version__, config, validate
-from housing_runtime.errors import UserError, shown, shown_json
-from housing_runtime.io.json_values import object_without_duplicates
+from housing_runtime import config, validate
+from housing_runtime.errors import UserError, shown
 from housing_runtime.io.native import join_float32
-from housing_runtime.model import Predictor
-from housing_runtime.serving.options import MAX_ROWS
-
-SERVER_NAME = DISTRIBUTION
-SERVER_VERSION = __version__  # the installed distribution's (its metadata)
-MODEL_VERSION = "1"
-PLATFORM = "onnxruntime_onnx"
-EXTENSIONS = ["binary_tensor_data"]
-JSON_TYPE = "application/json"
-BINARY_TYPE = "application/octet-stream"
-HEADER_LENGTH = "inference-header-content-length"
-
-
-class ProtocolError(Exception):
-    """A request the server refuses: an HTTP status (4xx) and one line for the client."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes
-    content_type: str = JSON_TYPE
-    headers: dict = field(default_factory=dict)
-    model: str = ""  # for metrics and the access log
-    rows: int = 0
-
-
-def json_reply(status: int, document: object, model: str = "") -> Reply:
-    return Reply(status, json.dumps(document, separators=(",", ":")).encode(), model=model)
-
-
-def error_reply(err: ProtocolError, model: str = "") -> Reply:
-    return json_reply(err.status, {"error": str(err)}, model)
-
-
-@dataclass
-class Model:
-    """One served model: its name in the URL, its session, and its tensors' names."""
-
-    name: str
-    predictor: Predictor
-    output_name: str = field(init=False)
-
-    def __post_init__(self):
-        self.output_name = self.predictor.session.get_outputs()[0].name
-
-    @property
-    def input_name(self) -> str:
-        return self.predictor.input_name
-
-    def metadata(self) -> dict:
-        return {
-            "name": self.name,
-            "versions": [MODEL_VERSION],
-            "platform": PLATFORM,
-            "inputs": [{"name": self.input_name, "datatype": "FP32", "shape": [-1, config.N_FEATURES]}],
-            "outputs": [{"name": self.output_name, "datatype": "FP32", "shape": [-1, 1]}],
-            "parameters": {"feature_names": list(self.predictor.feature_names)},
-        }
-
-
-@dataclass
-class Limits:
-    max_rows: int = MAX_ROWS
-
+from housing_runtime.serving.messages import (
+    BINARY_TYPE,
+    EXTENSIONS,
+    HEADER_LENGTH,
+    MODEL_VERSION,
+    SERVER_NAME,
+    SERVER_VERSION,
+    Limits,
+    Model,
+    ProtocolError,
+    Reply,
+    error_reply,
+    json_reply,
+)
+from housing_runtime.serving.tensors import (
+    check_request_fields,
+    expect,
+    input_rows,
+    parse_json_body,
+    predict,
+    split_binary,
+    too_many_rows,
+    wants_binary,
+)
 
 # /v2/models/{name}[/versions/{version}][/ready|/infer]
 MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?$")
+
+
 V1_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+):predict$")
 
 
@@ -182,7 +134,7 @@ class Protocol:
         X = input_rows(inputs[0], served, binary, self.limits)
         binary_out = wants_binary(request, served.output_name)  # the whole request checked before the model runs
         pred = predict(served, X, lambda r: f"row {r}")
-        output = {"name": served.output_name, "datatype": "FP32", "shape": [int(pred.size), 1]}
+        output: dict[str, object] = {"name": served.output_name, "datatype": "FP32", "shape": [int(pred.size), 1]}
         head = {"model_name": served.name, "model_version": MODEL_VERSION}
         if "id" in request:
             head["id"] = request["id"]
@@ -226,171 +178,3 @@ class Protocol:
         pred = predict(served, X, lambda r: f"record {r + 1}")
         text = '{"predictions":[' + join_float32(pred, ",")[:-1] + "]}"
         return Reply(200, text.encode(), model=served.name, rows=int(pred.size))
-
-
-def expect(method: str, allowed: str) -> None:
-    if method != allowed and not (method == "HEAD" and allowed == "GET"):
-        raise ProtocolError(405, f"method {method} is not allowed here; use {allowed}")
-
-
-def too_many_rows(n: int, limits: Limits) -> ProtocolError:
-    return ProtocolError(413, f"{n} rows is over the limit of {limits.max_rows} per request; split the request")
-
-
-def parse_json_body(text: bytes) -> dict:
-    try:
-        document = json.loads(text, object_pairs_hook=object_without_duplicates)
-    except UserError as err:
-        raise ProtocolError(400, f"the request body is ambiguous JSON: {err}") from None
-    except (ValueError, RecursionError) as err:
-        raise ProtocolError(400, f"the request body is not valid JSON ({shown(str(err))})") from None
-    if not isinstance(document, dict):
-        raise ProtocolError(400, f"the request body must be a JSON object, got {type(document).__name__}")
-    return document
-
-
-def check_request_fields(request: dict) -> None:
-    """The optional fields of an infer request, as the V2 schema types them."""
-    if "id" in request and not isinstance(request["id"], str):
-        raise ProtocolError(400, f"'id' must be a string, got {shown_json(request['id'])}")
-    params = request.get("parameters", {})
-    if not isinstance(params, dict):
-        raise ProtocolError(400, f"'parameters' must be an object, got {shown_json(params)}")
-    if "binary_data_output" in params and not isinstance(params["binary_data_output"], bool):
-        raise ProtocolError(400, "parameter 'binary_data_output' must be true or false")
-    outputs = request.get("outputs")
-    asked = [o.get("parameters") for o in outputs if isinstance(o, dict)] if isinstance(outputs, list) else []
-    if "classification" in params or any(isinstance(p, dict) and "classification" in p for p in asked):
-        raise ProtocolError(400, "classification outputs are not supported: the models are regressions")
-
-
-def byte_count(text: str | None) -> int | None:
-    """A header's byte count, or None unless it is ASCII digits that fit an int64 (str.isdigit
-    alone takes '²', and int() refuses 5000 digits)."""
-    if text is None or not (text.isascii() and text.isdigit() and len(text) <= 18):
-        return None
-    return int(text)
-
-
-def split_binary(headers: Mapping[str, str], body: bytes) -> tuple[dict, bytes]:
-    """The JSON header and the binary section after it (empty without the extension)."""
-    length = headers.get(HEADER_LENGTH)
-    if length is None:
-        return parse_json_body(body), b""
-    count = byte_count(length)
-    if count is None or count > len(body):
-        raise ProtocolError(
-            400,
-            f"Inference-Header-Content-Length {shown(length)} must be a byte count within the body ({len(body)} bytes)",
-        )
-    return parse_json_body(body[:count]), body[count:]
-
-
-def input_rows(tensor: dict, served: Model, binary: bytes, limits: Limits) -> np.ndarray:
-    """The one input tensor as validated (N, 8) float32 rows."""
-    name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
-    if name != served.input_name:
-        raise ProtocolError(
-            400, f"unknown input {shown_json(name)}; model {shown(served.name)} takes {shown(served.input_name)}"
-        )
-    if datatype != "FP32":
-        raise ProtocolError(400, f"input {shown(name)} has datatype {shown_json(datatype)}; expected FP32")
-    if not (
-        isinstance(shape, list)
-        and len(shape) == 2
-        and all(type(d) is int for d in shape)
-        and shape[0] >= 1
-        and shape[1] == config.N_FEATURES
-    ):
-        raise ProtocolError(
-            400, f"input {shown(name)} has shape {shown_json(shape)}; expected [N, {config.N_FEATURES}] with N >= 1"
-        )
-    n = shape[0]
-    if n > limits.max_rows:
-        raise too_many_rows(n, limits)
-    where = lambda r, c: f"row {r}, column {served.predictor.feature_names[c]!r}"  # noqa: E731
-    params = tensor.get("parameters", {})
-    if not isinstance(params, dict):
-        raise ProtocolError(400, f"input {shown(name)}: 'parameters' must be an object, got {shown_json(params)}")
-    size = params.get("binary_data_size")
-    if size is not None:
-        expected = n * config.N_FEATURES * 4
-        if type(size) is not int or size != expected or len(binary) != expected:
-            raise ProtocolError(
-                400,
-                f"input {shown(name)}: binary_data_size {shown_json(size)} with "
-                f"{len(binary)} binary bytes; shape {shape} FP32 needs exactly {expected}",
-            )
-        values = np.frombuffer(binary, "<f4").reshape(n, config.N_FEATURES)  # float32 already
-    else:
-        if binary:
-            raise ProtocolError(
-                400, f"the body has {len(binary)} binary bytes but input {shown(name)} does not give binary_data_size"
-            )
-        values = json_values(tensor.get("data"), name, n, where)
-    try:
-        return validate.to_float32(values, where)
-    except UserError as err:
-        raise ProtocolError(400, str(err)) from None
-
-
-def json_values(data: object, name: str, n: int, where: validate.Where) -> np.ndarray:
-    """``data``, flat or as n rows of 8 (row-major), as (n, 8) float64; numbers only."""
-    if not isinstance(data, list):
-        raise ProtocolError(400, f"input {shown(name)} needs 'data', a list of numbers (flat or nested)")
-    if data and isinstance(data[0], list):  # nested: exactly the shape, row by row
-        if len(data) != n or not all(isinstance(row, list) and len(row) == config.N_FEATURES for row in data):
-            raise ProtocolError(
-                400,
-                f"input {shown(name)}: nested 'data' must be {n} rows of "
-                f"{config.N_FEATURES} numbers, as its shape says (or give it flat)",
-            )
-        data = list(itertools.chain.from_iterable(data))
-    if len(data) != n * config.N_FEATURES:
-        raise ProtocolError(
-            400,
-            f"input {shown(name)} has {len(data)} values; shape [{n}, {config.N_FEATURES}] "
-            f"needs {n * config.N_FEATURES}",
-        )
-    if not set(map(type, data)) <= {int, float}:  # bool, str, list, None, object: not house data
-        index = next(i for i, v in enumerate(data) if type(v) not in (int, float))
-        raise ProtocolError(
-            400, f"{where(*divmod(index, config.N_FEATURES))}: {shown_json(data[index])} is not a number"
-        )
-    try:
-        return np.array(data, dtype=np.float64).reshape(n, config.N_FEATURES)
-    except OverflowError:  # an integer beyond float64, so beyond float32 too
-        index = next(i for i, v in enumerate(data) if type(v) is int and abs(v) > validate.FLOAT32_MAX)
-        raise ProtocolError(
-            400, str(validate.out_of_float32(where(*divmod(index, config.N_FEATURES)), data[index]))
-        ) from None
-
-
-def wants_binary(request: dict, output_name: str) -> bool:
-    """Binary outputs when the request or its one output asks for them."""
-    params = request.get("parameters")
-    if isinstance(params, dict) and params.get("binary_data_output") is True:
-        return True
-    outputs = request.get("outputs")
-    if outputs is None:
-        return False
-    if not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs)):
-        raise ProtocolError(400, "'outputs' must be a list of objects naming outputs")
-    for out in outputs:
-        if out.get("name") != output_name:
-            raise ProtocolError(
-                400, f"unknown output {shown_json(out.get('name'))}; the model gives {shown(output_name)}"
-            )
-        params = out.get("parameters", {})
-        if not isinstance(params, dict) or not isinstance(params.get("binary_data", False), bool):
-            raise ProtocolError(
-                400, f"output {shown(output_name)}: 'parameters' must be an object whose 'binary_data' is true or false"
-            )
-    return any(out.get("parameters", {}).get("binary_data") is True for out in outputs)
-
-
-def predict(served: Model, X: np.ndarray, row_name: Callable[[int], str]) -> np.ndarray:
-    try:
-        return validate.check_predictions(served.predictor.predict(X), row_name)
-    except UserError as err:
-        raise ProtocolError(400, str(err)) from None

@@ -21,62 +21,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
-import sys
-import threading
 import time
 import zlib
-from pathlib import Path
 
-import h11
-import numpy as np
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from housing_runtime import config, integrity
+from housing_runtime import config
 from housing_runtime.errors import UserError
-from housing_runtime.model import Predictor, model_path
+from housing_runtime.serving.lifecycle import Loader, Server, header_timeout_protocol
+from housing_runtime.serving.messages import Limits, ProtocolError, Reply, error_reply
+from housing_runtime.serving.metrics import Metrics, access_log, request_path
 from housing_runtime.serving.options import MAX_BODY_BYTES, READ_TIMEOUT_SECONDS
-from housing_runtime.serving.protocol import Limits, Model, Protocol, ProtocolError, Reply, byte_count, error_reply
+from housing_runtime.serving.protocol import Protocol
+from housing_runtime.serving.tensors import byte_count
 
 # After a shutdown signal, a body still arriving gets this long (within SHUTDOWN_SECONDS).
 STOP_BODY_SECONDS = 5.0
+
+
 # Bodies over this many bytes are large: read and handled LARGE_AT_ONCE at a time, in a thread.
 LARGE_BODY_BYTES = 1 << 20
+
+
 LARGE_AT_ONCE = 2
+
+
 KEEP_ALIVE_SECONDS = 5
+
+
 SHUTDOWN_SECONDS = 10
+
+
 ENCODINGS = ("gzip", "deflate")
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-class Metrics:
-    """Request counts by model and status, a latency histogram, and rows predicted."""
-
-    def __init__(self):
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "housing_requests", "Requests answered, by model and HTTP status", ["model", "code"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "housing_request_duration_seconds",
-            "Time to answer a request, in seconds",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.rows = Counter("housing_rows_predicted", "Rows predicted", ["model"], registry=self.registry)
-
-    def record(self, reply: Reply, seconds: float) -> None:
-        self.requests.labels(reply.model, str(reply.status)).inc()
-        self.latency.labels(reply.model).observe(seconds)
-        if reply.rows:
-            self.rows.labels(reply.model).inc(reply.rows)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -110,31 +91,6 @@ def decode(body: bytes, encoding: str | None, limit: int) -> bytes:
     if not inflater.eof or inflater.unused_data:
         raise ProtocolError(400, f"the body is not one complete {name} stream (truncated, or data after its end)")
     return data
-
-
-def access_log(request: Request, path: str, reply: Reply, seconds: float) -> None:
-    client = request.client.host if request.client else ""
-    line = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "client": client,
-        "method": request.method,
-        "path": path,
-        "status": reply.status,
-        "model": reply.model,
-        "rows": reply.rows,
-        "ms": round(seconds * 1000, 3),
-    }
-    print(json.dumps(line), file=sys.stderr, flush=True)
-
-
-def request_path(request: Request) -> str:
-    """The path as sent, not percent-decoded (so /v2/models/a%2Fready is no route), and without
-    the scheme and host of an absolute-form target (GET http://host/v2/...)."""
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    path = raw.decode("latin-1")
-    if path.startswith(("http://", "https://")):
-        path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
-    return path
 
 
 def is_large(request: Request) -> bool:
@@ -231,98 +187,6 @@ class App:
         finally:
             stopping.cancel()
             reading.cancel()
-
-
-def load_models(artifacts: Path, verify: bool) -> dict[str, Model]:
-    """Every variant, checked against the manifest and warmed up with one prediction."""
-    models = {}
-    for variant in config.MODEL_VARIANTS:
-        path = model_path(artifacts, variant)
-        if verify:
-            integrity.check_file(artifacts / config.MANIFEST_NAME, path)
-        predictor = Predictor(path)
-        predictor.predict(np.zeros((1, config.N_FEATURES), np.float32))
-        models[variant] = Model(variant, predictor)
-    return models
-
-
-def header_timeout_protocol(seconds: float) -> type:
-    """uvicorn's h11 protocol, closing a connection that has not sent a whole request line and
-    headers within ``seconds`` of opening (or of its last response): uvicorn itself waits
-    forever, so idle sockets could hold every connection slot."""
-
-    class HeaderTimeoutProtocol(H11Protocol):
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self.header_timer = self.loop.call_later(seconds, self.header_timeout)
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self.header_timer.cancel()
-            self.header_timer = self.loop.call_later(seconds, self.header_timeout)
-
-        def connection_lost(self, exc) -> None:
-            self.header_timer.cancel()
-            super().connection_lost(exc)
-
-        def send_400_response(self, msg: str) -> None:
-            """Bytes that are not HTTP: the same JSON error as every other 4xx, not uvicorn's text."""
-            body = json.dumps({"error": f"the request is not valid HTTP/1.1 ({msg.rstrip('.')})"}).encode()
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"connection", b"close"),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            for event in (
-                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
-                h11.Data(data=body),
-                h11.EndOfMessage(),
-            ):
-                self.transport.write(self.conn.send(event))
-            self.transport.close()
-
-        def header_timeout(self) -> None:
-            in_request = self.cycle is not None and not self.cycle.response_complete
-            if not in_request and not self.transport.is_closing():
-                self.transport.close()
-
-    return HeaderTimeoutProtocol
-
-
-class Server(uvicorn.Server):
-    """uvicorn's server, with readiness false and bodies still arriving refused (503) from the
-    first shutdown signal."""
-
-    def __init__(self, config_: uvicorn.Config, protocol: Protocol, app: App):
-        super().__init__(config_)
-        self.protocol, self.app = protocol, app
-
-    def handle_exit(self, sig, frame) -> None:
-        self.protocol.stopping = True
-        try:
-            asyncio.get_running_loop().call_soon_threadsafe(self.app.stopping.set)
-        except RuntimeError:  # no loop yet: nothing is in flight
-            pass
-        super().handle_exit(sig, frame)
-
-
-class Loader(threading.Thread):
-    """Loads the models beside the serving loop: readiness is 503 until it is done. A bad
-    artifact is kept as ``error`` and stops the server, whose caller then reports it."""
-
-    def __init__(self, artifacts: Path, verify: bool, protocol: Protocol):
-        super().__init__(name="model-loader", daemon=True)
-        self.artifacts, self.verify, self.protocol = artifacts, verify, protocol
-        self.server: Server | None = None
-        self.error: UserError | None = None
-
-    def run(self) -> None:
-        try:
-            self.protocol.load(load_models(self.artifacts, self.verify))
-        except UserError as err:
-            self.error = err
-            if self.server is not None:
-                self.server.should_exit = True
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,0 +1,117 @@
+"""The server's start and stop: the models loaded and warmed beside the serving loop (readiness
+answers 503 until then), the header timeout on each connection, and the graceful stop on a
+shutdown signal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import h11
+import numpy as np
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from housing_runtime import config, integrity
+from housing_runtime.errors import UserError
+from housing_runtime.model import Predictor, model_path
+from housing_runtime.serving.messages import Model
+from housing_runtime.serving.protocol import Protocol
+
+if TYPE_CHECKING:  # the app imports this module; it needs App only as a type
+    from housing_runtime.serving.server import App
+
+
+def load_models(artifacts: Path, verify: bool) -> dict[str, Model]:
+    """Every variant, checked against the manifest and warmed up with one prediction."""
+    models = {}
+    for variant in config.MODEL_VARIANTS:
+        path = model_path(artifacts, variant)
+        if verify:
+            integrity.check_file(artifacts / config.MANIFEST_NAME, path)
+        predictor = Predictor(path)
+        predictor.predict(np.zeros((1, config.N_FEATURES), np.float32))
+        models[variant] = Model(variant, predictor)
+    return models
+
+
+def header_timeout_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol, closing a connection that has not sent a whole request line and
+    headers within ``seconds`` of opening (or of its last response): uvicorn itself waits
+    forever, so idle sockets could hold every connection slot."""
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.header_timer = self.loop.call_later(seconds, self.header_timeout)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.header_timer.cancel()
+            self.header_timer = self.loop.call_later(seconds, self.header_timeout)
+
+        def connection_lost(self, exc) -> None:
+            self.header_timer.cancel()
+            super().connection_lost(exc)
+
+        def send_400_response(self, msg: str) -> None:
+            """Bytes that are not HTTP: the same JSON error as every other 4xx, not uvicorn's text."""
+            body = json.dumps({"error": f"the request is not valid HTTP/1.1 ({msg.rstrip('.')})"}).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"connection", b"close"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=body),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+        def header_timeout(self) -> None:
+            in_request = self.cycle is not None and not self.cycle.response_complete
+            if not in_request and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, with readiness false and bodies still arriving refused (503) from the
+    first shutdown signal."""
+
+    def __init__(self, config_: uvicorn.Config, protocol: Protocol, app: App):
+        super().__init__(config_)
+        self.protocol, self.app = protocol, app
+
+    def handle_exit(self, sig, frame) -> None:
+        self.protocol.stopping = True
+        try:
+            asyncio.get_running_loop().call_soon_threadsafe(self.app.stopping.set)
+        except RuntimeError:  # no loop yet: nothing is in flight
+            pass
+        super().handle_exit(sig, frame)
+
+
+class Loader(threading.Thread):
+    """Loads the models beside the serving loop: readiness is 503 until it is done. A bad
+    artifact is kept as ``error`` and stops the server, whose caller then reports it."""
+
+    def __init__(self, artifacts: Path, verify: bool, protocol: Protocol):
+        super().__init__(name="model-loader", daemon=True)
+        self.artifacts, self.verify, self.protocol = artifacts, verify, protocol
+        self.server: Server | None = None
+        self.error: UserError | None = None
+
+    def run(self) -> None:
+        try:
+            self.protocol.load(load_models(self.artifacts, self.verify))
+        except UserError as err:
+            self.error = err
+            if self.server is not None:
+                self.server.should_exit = True

@@ -1,0 +1,91 @@
+"""What the protocol layer passes around: the served ``Model`` and its V2 metadata, the request
+``Limits``, the ``Reply`` the server sends, and ``ProtocolError`` (a 4xx status and one line)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from housing_runtime import DISTRIBUTION, __version__, config
+from housing_runtime.model import Predictor
+from housing_runtime.serving.options import MAX_ROWS
+
+SERVER_NAME = DISTRIBUTION
+
+
+SERVER_VERSION = __version__  # the installed distribution's (its metadata)
+
+
+MODEL_VERSION = "1"
+
+
+PLATFORM = "onnxruntime_onnx"
+
+
+EXTENSIONS = ["binary_tensor_data"]
+
+
+JSON_TYPE = "application/json"
+
+
+BINARY_TYPE = "application/octet-stream"
+
+
+HEADER_LENGTH = "inference-header-content-length"
+
+
+class ProtocolError(Exception):
+    """A request the server refuses: an HTTP status (4xx) and one line for the client."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = JSON_TYPE
+    headers: dict = field(default_factory=dict)
+    model: str = ""  # for metrics and the access log
+    rows: int = 0
+
+
+def json_reply(status: int, document: object, model: str = "") -> Reply:
+    return Reply(status, json.dumps(document, separators=(",", ":")).encode(), model=model)
+
+
+def error_reply(err: ProtocolError, model: str = "") -> Reply:
+    return json_reply(err.status, {"error": str(err)}, model)
+
+
+@dataclass
+class Model:
+    """One served model: its name in the URL, its session, and its tensors' names."""
+
+    name: str
+    predictor: Predictor
+    output_name: str = field(init=False)
+
+    def __post_init__(self):
+        self.output_name = self.predictor.session.get_outputs()[0].name
+
+    @property
+    def input_name(self) -> str:
+        return self.predictor.input_name
+
+    def metadata(self) -> dict:
+        return {
+            "name": self.name,
+            "versions": [MODEL_VERSION],
+            "platform": PLATFORM,
+            "inputs": [{"name": self.input_name, "datatype": "FP32", "shape": [-1, config.N_FEATURES]}],
+            "outputs": [{"name": self.output_name, "datatype": "FP32", "shape": [-1, 1]}],
+            "parameters": {"feature_names": list(self.predictor.feature_names)},
+        }
+
+
+@dataclass
+class Limits:
+    max_rows: int = MAX_ROWS
