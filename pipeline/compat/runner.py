@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -78,7 +79,8 @@ def reference_settings():
     from onnx.reference import ReferenceEvaluator
 
     def evaluate(path, X):
-        return ReferenceEvaluator(path).run(None, {"input": X})[0]
+        # run() answers a list of outputs (a dict only with intermediate=True).
+        return cast(list, ReferenceEvaluator(path).run(None, {"input": X}))[0]
 
     return onnx.__version__, {"ReferenceEvaluator": evaluate}
 

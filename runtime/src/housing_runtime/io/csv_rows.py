@@ -66,6 +66,7 @@ def read_csv(stream: IO[str], features: tuple[str, ...], chunk_rows: int, lines_
         if values is None:  # whitespace-only lines (or a real fault, which the strict pass names)
             lines, row_name = without_blank_lines(chunk, first_line_no, strict=True)
             values = parse_csv_chunk(lines, row_name, len(header), locate=True)
+            assert values is not None  # with locate, a failure raises instead
         return (values[:, order], row_name) if lines else None
 
     def native_parse(text: bytes, at: int, max_rows: int):

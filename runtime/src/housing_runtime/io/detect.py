@@ -14,8 +14,6 @@ from housing_runtime.errors import EnvironmentFault, UserError, shown
 
 # Bytes looked at to tell CSV from JSON Lines from a JSON document.
 PEEK_BYTES = 65536
-
-
 UTF8_BOM = b"\xef\xbb\xbf"
 
 

@@ -14,8 +14,6 @@ from housing_runtime.validate import Batch
 # A JSON document is parsed whole, at about 10x its size in memory: 16 MiB (about 100,000
 # records) keeps that within a few times the streaming formats' peak. JSON Lines has no limit.
 MAX_DOCUMENT_CHARS = 16 << 20
-
-
 # A JSON document may hold at most one object or list per this many characters (see
 # read_json_document): it bounds what parsing it whole can allocate.
 CHARS_PER_CONTAINER = 40
@@ -51,9 +49,13 @@ def read_json_document(
         raise UserError("the JSON input has no records; nothing to predict")
     for start in range(0, len(doc), chunk_rows):
         records = doc[start : start + chunk_rows]
-        values = validate.record_values(records, features, lambda i, start=start: f"record {start + i + 1}")
 
-        def where(row: int, col: int, start=start) -> str:
+        def record_name(row: int, start: int = start) -> str:
+            return f"record {start + row + 1}"
+
+        values = validate.record_values(records, features, record_name)
+
+        def where(row: int, col: int, start: int = start) -> str:
             return f"record {start + row + 1}, field {features[col]!r}"
 
-        yield Batch(validate.to_float32(values, where), lambda row, start=start: f"record {start + row + 1}")
+        yield Batch(validate.to_float32(values, where), record_name)

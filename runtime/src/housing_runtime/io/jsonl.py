@@ -75,6 +75,7 @@ def read_jsonl(stream: IO[str], features: tuple[str, ...], chunk_rows: int, line
         return (values, row_name) if lines else None
 
     def native_parse(text: bytes, at: int, max_rows: int):
+        assert keys is not None  # block_rows gets this parser only when there are keys
         return native.parse_jsonl(text, at, keys, len(features), max_rows)
 
     rows_seen = 0

@@ -15,8 +15,6 @@ from housing_runtime.io import native
 # A CSV or JSON Lines line holds one house (8 numbers, about 100 characters): 1 MiB is far more
 # than any real line, and bounds what a line without newlines (/dev/zero) can make us hold.
 MAX_LINE_CHARS = 1 << 20
-
-
 # Text is read this many characters at a time, and cut at the last line break in it.
 BLOCK_CHARS = 1 << 22
 
@@ -100,16 +98,20 @@ def block_rows(
             if parsed is None:
                 break
             values, at = parsed
-            yield values, (lambda row, first=line_no: f"line {first + row}")
+
+            def row_name(row: int, first: int = line_no) -> str:
+                return f"line {first + row}"
+
+            yield values, row_name
             line_no += len(values)
         else:
             return
     lines = body[at:].split("\n")
     for start in range(0, len(lines), chunk_rows):
         chunk = lines[start : start + chunk_rows]
-        parsed = python_parse(chunk, line_no)
-        if parsed is not None:
-            yield parsed
+        rows = python_parse(chunk, line_no)
+        if rows is not None:
+            yield rows
         line_no += len(chunk)
 
 

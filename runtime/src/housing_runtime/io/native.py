@@ -65,6 +65,7 @@ LIB = load()
 
 def first_long_line(text: bytes, max_chars: int) -> int | None:
     """The index of the first line of ``text`` ('\\n'-separated) longer than ``max_chars``."""
+    assert LIB is not None  # callers take this path only when the library is loaded
     line = LIB.native_first_long_line(text, len(text), max_chars)
     return None if line < 0 else line
 
@@ -79,6 +80,7 @@ def parse_csv(text: bytes, at: int, dest: np.ndarray, max_rows: int) -> tuple[np
     """Up to ``max_rows`` lines of plain numbers from offset ``at``, column c to feature
     dest[c]: (float64 rows in feature order, the next line's offset, past len(text) at the
     end), or None if any of those lines is not plain (the Python path then reads them)."""
+    assert LIB is not None
     n = dest.size
     out = np.empty((max_rows_in(text, at, n, max_rows), n))
     offset = ctypes.c_longlong(at)
@@ -90,6 +92,7 @@ def parse_csv(text: bytes, at: int, dest: np.ndarray, max_rows: int) -> tuple[np
 
 def parse_jsonl(text: bytes, at: int, keys: bytes, n_keys: int, max_rows: int) -> tuple[np.ndarray, int] | None:
     """As parse_csv, for JSON Lines objects holding each of the '\\0'-ended ``keys`` once."""
+    assert LIB is not None
     out = np.empty((max_rows_in(text, at, n_keys, max_rows), n_keys))
     offset = ctypes.c_longlong(at)
     rows = LIB.native_parse_jsonl(text, len(text), ctypes.byref(offset), n_keys, keys, out.shape[0], out.ctypes.data)
@@ -108,6 +111,7 @@ def join_float32(values: np.ndarray, separator: str) -> str:
 
 
 def format_chunk(x: np.ndarray, sep: bytes) -> bytes:
+    assert LIB is not None
     out = np.empty(x.size * (LIB.native_max_text() + len(sep)), np.uint8)
     deferred = np.empty(2 * x.size, np.int64)
     n_deferred = ctypes.c_longlong()

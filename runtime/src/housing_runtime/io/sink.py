@@ -94,6 +94,7 @@ def check_output(dest: Destination, output: str, input_path: str | None) -> None
         return
     if dest.kind == "device":
         return
+    assert dest.path is not None  # a "file" has its path
     if input_path is not None and dest.path.exists() and same_file(input_path, dest.path):
         raise UserError(
             f"--output {shown(output)} is the input file itself; it would be replaced by the "
@@ -131,6 +132,7 @@ def open_output(dest: Destination, output: str) -> Iterator[IO[str]]:
     without an exception."""
     try:
         if dest.kind == "file":
+            assert dest.path is not None
             with atomic_path(dest.path) as tmp, open(tmp, "w", encoding="utf-8") as out:
                 yield out
             return
@@ -151,6 +153,7 @@ def open_output(dest: Destination, output: str) -> Iterator[IO[str]]:
                     shutil.copyfileobj(spool, sys.stdout)
                     sys.stdout.flush()
                 else:
+                    assert dest.path is not None  # a "device" has its path
                     with open(dest.path, "w", encoding="utf-8") as device:
                         shutil.copyfileobj(spool, device)
     except BrokenPipeError:

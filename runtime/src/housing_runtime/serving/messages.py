@@ -11,26 +11,12 @@ from housing_runtime.model import Predictor
 from housing_runtime.serving.options import MAX_ROWS
 
 SERVER_NAME = DISTRIBUTION
-
-
 SERVER_VERSION = __version__  # the installed distribution's (its metadata)
-
-
 MODEL_VERSION = "1"
-
-
 PLATFORM = "onnxruntime_onnx"
-
-
 EXTENSIONS = ["binary_tensor_data"]
-
-
 JSON_TYPE = "application/json"
-
-
 BINARY_TYPE = "application/octet-stream"
-
-
 HEADER_LENGTH = "inference-header-content-length"
 
 

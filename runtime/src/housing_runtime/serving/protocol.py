@@ -52,8 +52,6 @@ from housing_runtime.serving.tensors import (
 
 # /v2/models/{name}[/versions/{version}][/ready|/infer]
 MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?$")
-
-
 V1_PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+):predict$")
 
 

@@ -42,21 +42,11 @@ from housing_runtime.serving.tensors import byte_count
 
 # After a shutdown signal, a body still arriving gets this long (within SHUTDOWN_SECONDS).
 STOP_BODY_SECONDS = 5.0
-
-
 # Bodies over this many bytes are large: read and handled LARGE_AT_ONCE at a time, in a thread.
 LARGE_BODY_BYTES = 1 << 20
-
-
 LARGE_AT_ONCE = 2
-
-
 KEEP_ALIVE_SECONDS = 5
-
-
 SHUTDOWN_SECONDS = 10
-
-
 ENCODINGS = ("gzip", "deflate")
 
 
