@@ -252,9 +252,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Run in the installed runtime's own venv: every module imports, or names a package of the Spark
+# extra as what it lacks. The training side is not installed there, so a runtime module that
+# imported it would fail here.
+IMPORT_EVERY_MODULE = """
+import importlib, json, pkgutil, housing_runtime
+missing = {}
+for info in pkgutil.walk_packages(housing_runtime.__path__, "housing_runtime."):
+    if info.name.endswith(("__main__", "._native")):  # the command itself; a library for ctypes
+        continue
+    try:
+        importlib.import_module(info.name)
+    except ImportError as err:
+        missing[info.name] = err.name
+print(json.dumps(missing))
+"""
+SPARK_EXTRA_IMPORTS = {"pyspark", "pyarrow", "pandas"}
+
+
 def test_with_the_serve_extra_the_installed_runtime_serves(wheels, runtime_venv, art, tmp_path):
     pip_install(runtime_venv, f"{wheels['housing_runtime']}[serve]")
     assert not installed(runtime_venv) & TRAINING_STACK
+    probe = subprocess.run(
+        [str(runtime_venv / "python"), "-c", IMPORT_EVERY_MODULE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr
+    missing = json.loads(probe.stdout)
+    assert set(missing.values()) <= SPARK_EXTRA_IMPORTS and all(".spark." in m for m in missing), missing
     port = free_port()
     server = subprocess.Popen(
         [

@@ -371,14 +371,15 @@ def test_a_feature_column_that_is_not_a_number_is_refused_by_type(spark, built, 
 
 
 def test_the_scorer_carries_the_package_by_value_to_a_python_without_it(built, tmp_path):
-    """What a task on a cluster gets: the pickled closure, in a Python whose path has no
-    `pipeline` (an executor has numpy, pyarrow and onnxruntime, not this repository)."""
+    """What a task on a cluster gets: the pickled closure, in a Python where `housing_runtime`
+    cannot be imported (an executor has numpy, pyarrow and onnxruntime, not this package; the
+    venv here has it, editable, so the task's Python refuses it with an import hook)."""
     from pyspark import cloudpickle
 
-    import pipeline
+    import housing_runtime
 
     scorer = job.load_scorer(built, "uint8", "prediction")
-    cloudpickle.register_pickle_by_value(pipeline)
+    cloudpickle.register_pickle_by_value(housing_runtime)
     (tmp_path / "scorer.pkl").write_bytes(cloudpickle.dumps(scorer))
     X = house_rows(1_000, seed=9)
     pq.write_table(
@@ -386,8 +387,13 @@ def test_the_scorer_carries_the_package_by_value_to_a_python_without_it(built, t
     )
     task = (
         "import sys, pickle, pyarrow.parquet as pq\n"
-        "try:\n    import pipeline\nexcept ImportError:\n    pass\n"
-        "else:\n    sys.exit('pipeline is importable here; the test would prove nothing')\n"
+        "class Refuse:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('housing_runtime', 'pipeline'):\n"
+        "            raise ImportError(f'{name} is not installed on this executor')\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+        "try:\n    import housing_runtime\nexcept ImportError:\n    pass\n"
+        "else:\n    sys.exit('housing_runtime is importable here; the test would prove nothing')\n"
         "scorer = pickle.loads(open('scorer.pkl', 'rb').read())\n"
         "batches = pq.read_table('rows.parquet').to_batches(max_chunksize=300)\n"
         "out = [b.column('prediction').to_numpy() for b in scorer(iter(batches))]\n"
@@ -545,7 +551,7 @@ def test_spark_submit_runs_the_job_file_from_any_folder_without_the_repository_o
         "local[2]",
         "--conf",
         "spark.ui.enabled=false",
-        str(REPO / "pipeline" / "spark" / "job.py"),
+        str(REPO / "runtime" / "src" / "housing_runtime" / "spark" / "job.py"),
         "--artifacts",
         str(built),
         "--input",

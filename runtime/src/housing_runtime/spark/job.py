@@ -21,12 +21,12 @@ import sys
 import threading
 from pathlib import Path
 
-if (
-    not __package__
-):  # run as a file (spark-submit runtime/src/housing_runtime/spark/job.py): the package is two folders up
+# Run as a file (spark-submit runtime/src/housing_runtime/spark/job.py): the package is two
+# folders up.
+if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import pipeline  # noqa: E402
+import housing_runtime  # noqa: E402
 from housing_runtime import config, integrity
 from housing_runtime.errors import OneLineArgumentParser, UserError, install_signal_handlers, run_cli
 from housing_runtime.model import Predictor, model_path
@@ -118,8 +118,8 @@ def score(
     from pyspark import cloudpickle
 
     # The tasks run the driver's own copy of the package, shipped by value in the closure: the
-    # executors need numpy, pyarrow and onnxruntime, not this repository.
-    cloudpickle.register_pickle_by_value(pipeline)
+    # executors need numpy, pyarrow and onnxruntime, not this package.
+    cloudpickle.register_pickle_by_value(housing_runtime)
     local_fs = default_fs_is_local(spark)
     check_paths(input_uri, output_uri, local_fs)
     fmt = input_format(input_uri, fmt, local_fs)
