@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.request
 import zipfile
@@ -27,6 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from helpers import REPO, make, write_synthetic_artifacts
+from server_checks import free_port, wait_ready
 
 PYPROJECTS = {"housing-runtime": REPO / "runtime" / "pyproject.toml", "housing-pipeline": REPO / "pyproject.toml"}
 # Never in the runtime's environment: the training stack.
@@ -231,27 +231,6 @@ def test_serve_without_its_extra_names_the_extra_to_install(runtime_venv, art, t
     assert result.stderr.count("\n") == 1 and "pip install 'housing-runtime[serve]'" in result.stderr, result.stderr
 
 
-def wait_ready(port: int, process: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"the server was not ready on port {port} within {seconds} s")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # Run in the installed runtime's own venv: every module imports, or names a package of the Spark
 # extra as what it lacks. The training side is not installed there, so a runtime module that
 # imported it would fail here.
@@ -301,7 +280,7 @@ def test_with_the_serve_extra_the_installed_runtime_serves(wheels, runtime_venv,
         text=True,
     )
     try:
-        wait_ready(port, server)
+        wait_ready(port, server, "the installed runtime")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2", timeout=5) as reply:
             assert json.loads(reply.read())["version"] == project("housing-runtime")["version"]
     finally:
