@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import onnx
@@ -75,6 +76,13 @@ class Check:
     tol: float
 
 
+class CheckResult(TypedDict):
+    """A passed check: its tolerance, and the max |difference| per session kind."""
+
+    tolerance: float
+    max_abs_diff: dict[str, float]
+
+
 def run_check(check: Check, X: np.ndarray) -> dict[str, float]:
     """Max |difference| per session kind; raises VerificationError if any exceeds tol."""
     diffs = {}
@@ -84,7 +92,7 @@ def run_check(check: Check, X: np.ndarray) -> dict[str, float]:
         if isinstance(ref, bytes):
             ref = run_session(make_session(ref, level), X)
         diffs[label] = float(np.max(np.abs(got - ref)))
-    worst = max(diffs, key=diffs.get)
+    worst = max(diffs, key=diffs.__getitem__)
     if diffs[worst] > check.tol:
         raise VerificationError(
             f"verification failed: {check.name}: max |difference| {diffs[worst]:.3g} > {check.tol:g} "
@@ -95,7 +103,7 @@ def run_check(check: Check, X: np.ndarray) -> dict[str, float]:
 
 def check_models(
     models: dict[str, bytes], float_reference: np.ndarray, dequant_reference: np.ndarray, X: np.ndarray
-) -> dict[str, dict[str, float]]:
+) -> dict[str, CheckResult]:
     """The three equivalences the product promises. models: variant name -> serialized ONNX."""
     for name, blob in models.items():
         try:

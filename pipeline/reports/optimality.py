@@ -96,7 +96,7 @@ def previous_grid(coef: np.ndarray, cov: np.ndarray, bits: int) -> float:
     for factor in np.geomspace(0.5, 2.5, 400):
         scale = np.float32(minmax * factor)
         if qmax < 32:
-            zs = range(qmax + 1)
+            zs: range | list[int] = range(qmax + 1)
         elif factor < 1.0:
             continue
         else:

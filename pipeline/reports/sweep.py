@@ -173,16 +173,17 @@ def render_png(rows: list[dict], float_test_r2: float, description: str) -> byte
             zorder=5,
         )
 
-    style = {
-        "font.size": 10,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.titlesize": 11.5,
-        "axes.titleweight": "bold",
-        "axes.labelsize": 10.5,
-        "legend.frameon": False,
-    }
-    with rc_context(style):
+    with rc_context(  # a literal, so that the keys are checked against matplotlib's rcParams
+        {
+            "font.size": 10,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.titlesize": 11.5,
+            "axes.titleweight": "bold",
+            "axes.labelsize": 10.5,
+            "legend.frameon": False,
+        }
+    ):
         fig = Figure(figsize=(12.5, 5.6), layout="constrained")
         FigureCanvasAgg(fig)
         ax_r2, ax_mse = fig.subplots(1, 2, sharex=True)

@@ -129,7 +129,7 @@ def _pin_versions(model: onnx.ModelProto) -> onnx.ModelProto:
     skl2onnx may import a domain twice, or import ai.onnx.ml though no node uses it; a runtime
     without that domain would refuse the file for nothing."""
     used = {node.domain for node in model.graph.node}
-    opsets = {}
+    opsets: dict[str, int] = {}
     for imp in model.opset_import:
         if imp.domain in used:
             opsets[imp.domain] = max(opsets.get(imp.domain, 0), imp.version)

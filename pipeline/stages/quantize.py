@@ -54,7 +54,7 @@ def load_model(path: Path):
         raise UserError(
             f"{path} cannot be read as a model ({type(err).__name__}); give the model.joblib that `make train` writes"
         ) from None
-    if np.shape(getattr(model, "coef_", None)) != (config.N_FEATURES,):
+    if np.shape(getattr(model, "coef_", ())) != (config.N_FEATURES,):
         raise UserError(
             f"{path} is not a linear regression fitted on {config.N_FEATURES} features; "
             "give the model.joblib that `make train` writes"

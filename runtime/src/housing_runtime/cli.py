@@ -36,7 +36,7 @@ def build_parser() -> tuple[OneLineArgumentParser, dict[str, argparse.ArgumentPa
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="{predict,serve}", parser_class=OneLineArgumentParser)
-    by_name = {
+    by_name: dict[str, argparse.ArgumentParser] = {
         "predict": commands.add_parser(
             "predict",
             help="predict a CSV, JSON Lines or JSON file, all or nothing (the default)",

@@ -7,8 +7,9 @@ import re
 
 from housing_runtime.errors import SHOWN_CHARS, EnvironmentFault, UserError
 
-# How a task's UserError appears in the Python worker's traceback that Spark hands back.
-USER_ERROR_LINE = re.compile(r"pipeline\.errors\.UserError: (.+)")
+# How a task's UserError appears in the Python worker's traceback that Spark hands back:
+# its qualified name (housing_runtime.errors.UserError), read from the class so a move follows.
+USER_ERROR_LINE = re.compile(re.escape(f"{UserError.__module__}.{UserError.__qualname__}") + r": (.+)")
 # Root causes that are the machine's, whatever Spark condition wraps them: I/O, network, the
 # JVM's own errors (out of memory), Hadoop's and the cloud SDKs' clients.
 MACHINE_CAUSES = (
@@ -27,9 +28,10 @@ MACHINE_CAUSES = (
 CSV_HEADER_DETAIL = re.compile(r"^\s*(Expected: .+|CSV file: .+)$", re.MULTILINE)
 
 
-def java_causes(err: Exception) -> list[tuple[str | None, str, str]]:
+def java_causes(err: BaseException) -> list[tuple[str | None, str, str]]:
     """(condition, Java class, message) of a Py4J error's Java exception and each of its causes,
     outermost first; empty for other errors."""
+    causes: list[tuple[str | None, str, str]]
     causes, java = [], getattr(err, "java_exception", None)
     while java is not None and len(causes) < 20:
         try:
@@ -51,7 +53,7 @@ class OutputExists(UserError):
     """Spark found the output path there (made after the job's own check): someone else's."""
 
 
-def translated(err: Exception) -> UserError:
+def translated(err: BaseException) -> UserError:
     """A failed Spark job as one line: a task's UserError as it was raised; Spark's classified
     errors (a path, a schema, a malformed record, a file that is not Parquet) as the user's, by
     their most specific condition and the root cause; anything else, such as a full disk, as the
@@ -79,7 +81,7 @@ def translated(err: Exception) -> UserError:
     if causes:
         classified = [(c, m) for c, _, m in causes if c]
         root_class, root = causes[-1][1], causes[-1][2]
-        detail = first_line(classified[-1][1], condition) if classified else ""
+        detail = first_line(classified[-1][1], condition or "") if classified else ""  # classified: condition set
         if root and not causes[-1][0]:
             detail = f"{detail}: {first_line(root, root_class)}" if detail else first_line(root, root_class)
         if classified and not root_class.startswith(MACHINE_CAUSES):
