@@ -58,7 +58,7 @@ def assert_same_text(x: np.ndarray, separator: str = "\n") -> None:
             floattext.join_chunk(x[i : i + floattext.CHUNK_ROWS], sep, separator)
             for i in range(0, x.size, floattext.CHUNK_ROWS)
         ).decode("ascii")
-    assert native.LIB is not None, "the compiled formatter is not built; run `make native`"
+    assert native.LIB is not None, "the compiled formatter is not built; reinstall the runtime (make all)"
     for ours in (floattext.join_float32(x, separator), chunked, native.join_float32(x, separator)):
         compare(ours, theirs, separator)
 

@@ -38,8 +38,8 @@ SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[Heal
 
 
 def test_the_library_is_built_and_loaded():
-    """make test builds it (make native); a silent fallback would hide a broken build."""
-    assert native.LIB is not None, f"{native.LIBRARY} is not built or does not load; run `make native`"
+    """make all builds it (the editable install compiles native.c); a silent fallback would hide a broken build."""
+    assert native.LIB is not None, f"{native.LIBRARY} is not built or does not load; reinstall the runtime (make all)"
 
 
 def same_bits(a: float, b: float) -> bool:

@@ -46,7 +46,7 @@ def implementation(request, monkeypatch):
     if request.param == "python":
         monkeypatch.setattr(native, "LIB", None)
     else:
-        assert native.LIB is not None, "the compiled fast paths are not built; run `make native`"
+        assert native.LIB is not None, "the compiled fast paths are not built; reinstall the runtime (make all)"
     return request.param
 
 
