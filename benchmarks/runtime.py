@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import measured
 from housing_runtime.errors import UserError, run_cli
 from housing_runtime.io.native import PURE_ENV as PURE_SWITCH
 from pipeline import config
@@ -76,6 +77,7 @@ def timed_child(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
+        assert proc.stderr is not None  # stderr=PIPE
         raise UserError(f"{' '.join(cmd[:6])} ... failed: {proc.stderr.read().decode().strip()[:300]}")
     return Run(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
 
@@ -83,7 +85,9 @@ def timed_child(cmd: list[str], env: dict[str, str] | None = None) -> Run:
 def in_child(code: str, *args: str) -> None:
     """Generate inputs in a child: Linux carries a process's peak RSS across exec, so a large
     parent would inflate the measured tools' peaks."""
-    subprocess.run([sys.executable, "-c", "import sys; from pipeline import benchmark; " + code, *args], check=True)
+    subprocess.run(
+        [sys.executable, "-c", "import sys; from benchmarks import runtime as benchmark; " + code, *args], check=True
+    )
 
 
 # The same rows with every value at full precision (17 digits), at the first size.
@@ -152,39 +156,50 @@ def bench_runtime(artifacts_dir: Path, sizes: list[int], alternatives_python: st
                 )
             for path in Path(tmp).iterdir():
                 path.unlink()
-    print_runtime_table(results, sizes, repeats)
-    return {"runs": results}
+    return {"sizes": sizes, "repeats": repeats, "runs": results}
 
 
-def print_runtime_table(results: list[dict], sizes: list[int], repeats: int) -> None:
+def runtime_markdown(result: dict) -> str:
+    """The table `make bench` prints and writes (MEASURED/bench.md), then the ratios it reads off."""
+    results, sizes, repeats = result["runs"], result["sizes"], result["repeats"]
+
     def get(n: int, tool: str) -> dict:
         return next(r for r in results if r["rows"] == n and r["tool"] == tool)
 
-    print(f"| rows | tool | wall s (best of {repeats}) | CPU s | CPU / wall | peak RSS MB | wall / CLI's |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    lines = [
+        f"| rows | tool | wall s (best of {repeats}) | CPU s | CPU / wall | peak RSS MB | wall / CLI's |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         cli = get(r["rows"], "CLI, CSV")
-        print(
+        lines.append(
             f"| {r['rows']:,} | {r['tool']} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['cpu'] / r['wall']:.2f} | "
             f"{r['peak_rss_bytes'] / 1e6:.0f} | {r['wall'] / cli['wall']:.2f} |"
         )
-    print()
+    lines.append("")
     for n in sizes:
         cli = get(n, "CLI, CSV")
-        print(
-            f"{n:,} rows: the CLI takes {cli['wall'] / get(n, 'pandas script')['wall']:.2f}x the pandas script's "
-            f"wall time and {cli['wall'] / get(n, 'pyarrow script')['wall']:.2f}x the pyarrow script's"
+        lines.append(
+            f"- {n:,} rows: the CLI takes {cli['wall'] / get(n, 'pandas script')['wall']:.2f}x the pandas script's "
+            f"wall time and {cli['wall'] / get(n, 'pyarrow script')['wall']:.2f}x the pyarrow script's."
         )
     first, last = get(sizes[0], "CLI, CSV"), get(sizes[-1], "CLI, CSV")
     for n in sizes:
         speedup = get(n, PURE_TOOL)["wall"] / get(n, "CLI, CSV")["wall"]
-        print(f"{n:,} rows: the compiled fast paths make the CLI {speedup:.2f}x faster (the same output bytes)")
+        lines.append(
+            f"- {n:,} rows: the compiled fast paths make the CLI {speedup:.2f}x faster (the same output bytes)."
+        )
     full_ratio = get(sizes[0], FULL_CLI)["wall"] / get(sizes[0], FULL_PANDAS)["wall"]
-    print(f"{sizes[0]:,} rows of 17-digit values: the CLI takes {full_ratio:.2f}x the pandas script's wall time")
+    lines.append(
+        f"- {sizes[0]:,} rows of 17-digit values: the CLI takes {full_ratio:.2f}x the pandas script's wall time."
+    )
     jsonl = get(sizes[0], "CLI, JSON Lines")
-    print(f"JSON Lines takes {jsonl['wall'] / first['wall']:.2f}x the CSV's wall time ({sizes[0]:,} rows)")
+    lines.append(f"- JSON Lines takes {jsonl['wall'] / first['wall']:.2f}x the CSV's wall time ({sizes[0]:,} rows).")
     memory = last["peak_rss_bytes"] / first["peak_rss_bytes"]
-    print(f"{sizes[-1] // sizes[0]}x the rows: {memory:.2f}x the CLI's peak memory")
+    lines.append(f"- {sizes[-1] // sizes[0]}x the rows: {memory:.2f}x the CLI's peak memory.")
+    cpu = [r["cpu"] / r["wall"] for r in results if r["tool"].startswith("CLI")]
+    lines.append(f"- The CLI's CPU time is {min(cpu):.2f}-{max(cpu):.2f}x its wall time (one core).")
+    return "\n".join(lines) + "\n"
 
 
 def docker_size(ref: str) -> int:
@@ -211,17 +226,32 @@ def bench_image(image: str, baseline: str, base: str, repeats: int) -> dict:
     for _ in range(repeats):  # interleaved, so both see the same machine state
         for ref in (image, baseline):
             times[ref].append(first_prediction_seconds(ref))
-    result = {}
-    print(f"| image | added over {base} (MB) | start to first prediction, median of {repeats} (s) |")
-    print("|---|---:|---:|")
+    images = {}
     for ref in (image, baseline):
-        added = docker_size(ref) - base_size
-        result[ref] = {"added_bytes": added, "median_seconds": statistics.median(times[ref]), "runs": times[ref]}
-        print(f"| {ref} | {added / 1e6:.0f} | {result[ref]['median_seconds']:.2f} |")
-    size_ratio = result[baseline]["added_bytes"] / result[image]["added_bytes"]
-    time_ratio = result[baseline]["median_seconds"] / result[image]["median_seconds"]
-    print(f"\n{image} is {size_ratio:.1f}x smaller over the base and {time_ratio:.2f}x faster to its first prediction")
-    return result
+        images[ref] = {
+            "added_bytes": docker_size(ref) - base_size,
+            "median_seconds": statistics.median(times[ref]),
+            "runs": times[ref],
+        }
+    return {"image": image, "baseline": baseline, "base": base, "repeats": repeats, "images": images}
+
+
+def image_markdown(result: dict) -> str:
+    """The table `make bench-image` prints and writes (MEASURED/bench-image.md)."""
+    image, baseline, images = result["image"], result["baseline"], result["images"]
+    lines = [
+        f"| image | added over {result['base']} (MB) | start to first prediction, median of {result['repeats']} (s) |",
+        "|---|---:|---:|",
+    ]
+    for ref, what in ((image, image), (baseline, f"{baseline} (scikit-learn, built the same way)")):
+        lines.append(f"| {what} | {images[ref]['added_bytes'] / 1e6:.0f} | {images[ref]['median_seconds']:.2f} |")
+    size_ratio = images[baseline]["added_bytes"] / images[image]["added_bytes"]
+    time_ratio = images[baseline]["median_seconds"] / images[image]["median_seconds"]
+    lines += [
+        "",
+        f"{image} is {size_ratio:.1f}x smaller over the base and {time_ratio:.2f}x faster to its first prediction.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,18 +264,41 @@ def main(argv: list[str] | None = None) -> int:
         "--alternatives-python", required=True, help="a python with pandas and pyarrow (requirements-bench.txt)"
     )
     rt.add_argument("--repeats", type=int, default=3)
+    rt.add_argument("--measured", type=Path, help="also write the table here, as bench.md and bench.json")
     im = sub.add_parser("image", help="runtime image vs scikit-learn image")
     im.add_argument("image")
     im.add_argument("baseline")
     im.add_argument("base")
     im.add_argument("--repeats", type=int, default=5)
+    im.add_argument("--measured", type=Path, help="also write the table here, as bench-image.md and bench-image.json")
     args = parser.parse_args(argv)
     if args.what == "runtime":
-        bench_runtime(args.artifacts, args.sizes, args.alternatives_python, args.repeats)
+        result = bench_runtime(args.artifacts, args.sizes, args.alternatives_python, args.repeats)
+        name, body = "bench", runtime_markdown(result)
+        prov = measured.provenance("make bench", alternatives_versions(args.alternatives_python))
     else:
-        bench_image(args.image, args.baseline, args.base, args.repeats)
+        result = bench_image(args.image, args.baseline, args.base, args.repeats)
+        name, body = "bench-image", image_markdown(result)
+        prov = measured.provenance("make bench-image", {"docker": docker_version()})
+    print(body)
     print(json.dumps({"machine": os.uname().machine, "cpus": os.cpu_count()}))
+    if args.measured is not None:
+        measured.write(args.measured, name, body, result, prov)
     return 0
+
+
+def alternatives_versions(python: str) -> dict[str, str]:
+    """pandas' and pyarrow's versions in the alternatives' Python."""
+    code = (
+        "import json, pandas as p, pyarrow as a; print(json.dumps({'pandas': p.__version__, 'pyarrow': a.__version__}))"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else {}
+
+
+def docker_version() -> str:
+    out = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from benchmarks import measured
 from housing_runtime.errors import UserError, run_cli
 from pipeline import config
 
@@ -255,9 +256,12 @@ def bench(artifacts: Path, mlserver: str) -> list[dict]:
     return results
 
 
-def print_table(results: list[dict]) -> None:
-    print("| mode | server | requests/s | p50 ms | p99 ms | requests/s vs MLServer |")
-    print("|---|---|---:|---:|---:|---:|")
+def serve_markdown(results: list[dict]) -> str:
+    """The table `make bench-serve` prints and writes (MEASURED/bench-serve.md)."""
+    lines = [
+        "| mode | server | requests/s | p50 ms | p99 ms | requests/s vs MLServer |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     by_mode: dict[str, dict[str, dict]] = {}
     for r in results:
         by_mode.setdefault(r["mode"], {})[r["server"]] = r
@@ -265,20 +269,43 @@ def print_table(results: list[dict]) -> None:
         theirs = next((r for s, r in runs.items() if s.startswith("MLServer")), None)
         for server, r in runs.items():
             if not r["ok"]:
-                print(f"| {mode} | {server} | fails: {r['error'][:80]} | | | |")
+                error = r["error"][:80].replace("|", "\\|")
+                lines.append(f"| {mode} | {server} | fails: {error} | | | |")
                 continue
             ratio = f"{r['rps'] / theirs['rps']:.2f}x" if theirs and theirs["ok"] else "—"
-            print(f"| {mode} | {server} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {ratio} |")
+            lines.append(f"| {mode} | {server} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {ratio} |")
+    requests = ", ".join(f"{n:,} of {rows:,} row{'s' if rows > 1 else ''}" for rows, n in REQUESTS.items())
+    lines += [
+        "",
+        f"Requests per mode: {requests}, from keep-alive connections on 127.0.0.1; client and servers share the "
+        "machine's cores. A failing mode names the first bad answer.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def mlserver_version(mlserver: str) -> str:
+    python = Path(mlserver).parent / "python"
+    out = subprocess.run(
+        [str(python), "-c", "import mlserver; print(mlserver.__version__)"], capture_output=True, text=True
+    )
+    return out.stdout.strip() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, default=config.artifacts_dir(), help="the models' folder")
     parser.add_argument("--mlserver", required=True, help="the mlserver command (requirements-serve-bench.txt)")
+    parser.add_argument(
+        "--measured", type=Path, help="also write the table here, as bench-serve.md and bench-serve.json"
+    )
     args = parser.parse_args(argv)
     results = bench(args.artifacts, args.mlserver)
-    print_table(results)
+    body = serve_markdown(results)
+    print(body)
     print(json.dumps({"machine": os.uname().machine, "cpus": os.cpu_count()}))
+    if args.measured is not None:
+        prov = measured.provenance("make bench-serve", {"mlserver": mlserver_version(args.mlserver)})
+        measured.write(args.measured, "bench-serve", body, {"requests": REQUESTS, "results": results}, prov)
     return 0
 
 

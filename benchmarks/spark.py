@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import measured as tables
 from benchmarks.runtime import Run, house_block, write_rows_csv
 from housing_runtime.errors import UserError, run_cli
 from pipeline import config
@@ -200,65 +201,89 @@ def bench(artifacts: Path, tmp: Path, n_rows: int, repeats: int) -> dict:
             runs[tool].append(measured(cmd))
     best = {tool: min(tool_runs, key=lambda r: r.wall) for tool, tool_runs in runs.items()}
     rows = {tool: (1 if "1 row" in tool else n_rows) for tool in best}
-    print_table(best, rows, repeats)
     runs_json = {
         tool: {"rows": rows[tool], "wall": r.wall, "cpu": r.cpu, "peak_rss_bytes": r.peak_rss}
         for tool, r in best.items()
     }
-    result = {"rows": n_rows, "parquet_bytes": parquet_bytes, "runs": runs_json}
-    result["cluster"] = print_cluster_estimate(best, n_rows, parquet_bytes)
+    result = {"rows": n_rows, "repeats": repeats, "parquet_bytes": parquet_bytes, "runs": runs_json}
+    result["cluster"] = cluster_estimate(best, n_rows, parquet_bytes)
     return result
 
 
-def print_table(best: dict[str, Run], rows: dict[str, int], repeats: int) -> None:
-    print(f"| tool | rows | wall s (best of {repeats}) | rows/s | CPU s | CPU / wall | peak memory MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for tool, r in best.items():
-        rate = f"{rows[tool] / r.wall:,.0f}" if rows[tool] > 1 else "-"
-        print(
-            f"| {tool} | {rows[tool]:,} | {r.wall:.2f} | {rate} | {r.cpu:.2f} | "
-            f"{r.cpu / r.wall:.2f} | {r.peak_rss / 1e6:,.0f} |"
-        )
-    spark, start = best["Spark job, local[2]"], best["Spark job, 1 row (start-up)"]
-    single, cli = best["pyarrow + onnxruntime, 1 process"], best["CLI, CSV in and out"]
-    print()
-    print(
-        f"The Spark job takes {spark.wall / single.wall:.1f}x the single process's wall time and "
-        f"{spark.wall / cli.wall:.1f}x the CLI's; without its start-up ({start.wall:.1f} s), "
-        f"{(spark.wall - start.wall) / single.wall:.1f}x the single process's."
-    )
-
-
-def print_cluster_estimate(best: dict[str, Run], n_rows: int, parquet_bytes: int) -> dict:
+def cluster_estimate(best: dict[str, Run], n_rows: int, parquet_bytes: int) -> dict:
     """1 billion rows on N executors of EXECUTOR_CORES cores, from the job's CPU per row here."""
     spark, start = best["Spark job, local[2]"], best["Spark job, 1 row (start-up)"]
     cpu_per_row = (spark.cpu - start.cpu) / n_rows
-    core_hours = cpu_per_row * BILLION / 3600
     gb = parquet_bytes / n_rows * BILLION / 1e9
-    print(
-        f"\nOn paper, 1 billion rows: {cpu_per_row * 1e6:.2f} µs of CPU per row (the job's CPU above its "
-        f"1-row start-up, over {n_rows:,} rows) is {core_hours:.2f} core-hours; the input is about "
-        f"{gb:.0f} GB of Parquet at this data's {parquet_bytes / n_rows:.0f} bytes per row."
-    )
-    estimate = {
+    estimate: dict = {
         "cpu_seconds_per_row": cpu_per_row,
-        "core_hours_per_billion": core_hours,
+        "core_hours_per_billion": cpu_per_row * BILLION / 3600,
         "input_gb_per_billion": gb,
         "executor_cores": EXECUTOR_CORES,
+        "start_up_seconds": start.wall,
         "wall_minutes": {},
+        "mb_per_second_per_core": {},
     }
     for n in CLUSTER_EXECUTORS:
         minutes = (cpu_per_row * BILLION / (n * EXECUTOR_CORES) + start.wall) / 60
-        estimate["wall_minutes"][n] = minutes
-        print(
-            f"- {n} executors x {EXECUTOR_CORES} cores: about {minutes:.1f} min, if storage feeds each core "
-            f"{gb * 1e3 / (minutes * 60) / (n * EXECUTOR_CORES):.0f} MB/s"
-        )
-    print(
-        "Assumes cluster cores as fast as this machine's, enough partitions to keep every core busy, "
-        "and a start-up like this one's; a real cluster adds scheduling and storage latency."
-    )
+        estimate["wall_minutes"][str(n)] = minutes
+        estimate["mb_per_second_per_core"][str(n)] = gb * 1e3 / (minutes * 60) / (n * EXECUTOR_CORES)
     return estimate
+
+
+def spark_markdown(result: dict) -> str:
+    """The tables `make bench-spark` prints and writes (MEASURED/bench-spark.md): the tools, where
+    the time goes in a warm session, and 1 billion rows on a cluster on paper."""
+    runs, repeats, n_rows = result["runs"], result["repeats"], result["rows"]
+    lines = [
+        f"| tool | rows | wall s (best of {repeats}) | rows/s | CPU s | CPU / wall | peak memory MB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for tool, r in runs.items():
+        rate = f"{r['rows'] / r['wall']:,.0f}" if r["rows"] > 1 else "-"
+        lines.append(
+            f"| {tool} | {r['rows']:,} | {r['wall']:.2f} | {rate} | {r['cpu']:.2f} | "
+            f"{r['cpu'] / r['wall']:.2f} | {r['peak_rss_bytes'] / 1e6:,.0f} |"
+        )
+    spark, start = runs["Spark job, local[2]"], runs["Spark job, 1 row (start-up)"]
+    single, cli = runs["pyarrow + onnxruntime, 1 process"], runs["CLI, CSV in and out"]
+    lines += [
+        "",
+        f"The Spark job takes {spark['wall'] / single['wall']:.1f}x the single process's wall time and "
+        f"{spark['wall'] / cli['wall']:.1f}x the CLI's; without its start-up ({start['wall']:.1f} s, "
+        f"{start['cpu']:.0f} CPU seconds), {(spark['wall'] - start['wall']) / single['wall']:.1f}x the single "
+        "process's.",
+    ]
+    warm = result.get("warm_session")
+    if warm:
+        lines += [
+            "",
+            f"| inside one warm local[2] session, {n_rows:,} rows | wall s (best of {repeats}) |",
+            "|---|---:|",
+        ]
+        lines += [f"| {step} | {seconds:.2f} |" for step, seconds in warm.items()]
+        steps = list(warm.values())
+        lines += [
+            "",
+            f"Python's round trip through mapInArrow adds {steps[1] - steps[0]:.2f} s to Spark's own reading and "
+            f"writing, and the job's work (validation, onnxruntime) {steps[2] - steps[1]:.2f} s more.",
+        ]
+    c = result["cluster"]
+    lines += [
+        "",
+        f"1 billion rows on paper: the job's CPU above its 1-row start-up is {c['cpu_seconds_per_row'] * 1e6:.2f} µs "
+        f"per row, {c['core_hours_per_billion']:.2f} core-hours per billion rows; at this data's "
+        f"{result['parquet_bytes'] / n_rows:.0f} bytes of Parquet per row, a billion rows are about "
+        f"{c['input_gb_per_billion']:.0f} GB. With executors of {c['executor_cores']} cores, the time is "
+        f"1e9 × {c['cpu_seconds_per_row'] * 1e6:.2f} µs / ({c['executor_cores']} N) plus a start-up like this "
+        f"one's ({c['start_up_seconds']:.1f} s):",
+        "",
+        f"| executors ({c['executor_cores']} cores each) | minutes | input each core must read |",
+        "|---:|---:|---:|",
+    ]
+    for n, minutes in c["wall_minutes"].items():
+        lines.append(f"| {n} | {minutes:.1f} | {c['mb_per_second_per_core'][n]:.0f} MB/s |")
+    return "\n".join(lines) + "\n"
 
 
 def zeros_column(batches):
@@ -301,12 +326,7 @@ def warm_session_breakdown(artifacts: Path, tmp: Path, n_rows: int, repeats: int
                 times[step].append(time.perf_counter() - start)
     finally:
         spark.stop()
-    best = {step: min(t) for step, t in times.items()}
-    print(f"\n| inside one warm local[2] session, {n_rows:,} rows | wall s (best of {repeats}) |")
-    print("|---|---:|")
-    for step, seconds in best.items():
-        print(f"| {step} | {seconds:.2f} |")
-    return best
+    return {step: min(t) for step, t in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", type=Path, default=config.artifacts_dir(), help="the models' folder")
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--measured", type=Path, help="also write the tables here, as bench-spark.md and .json")
     args = parser.parse_args(argv)
     if args.rows < FILE_ROWS or args.rows % FILE_ROWS:
         raise UserError(f"--rows must be a multiple of {FILE_ROWS:,}")
@@ -323,8 +344,35 @@ def main(argv: list[str] | None = None) -> int:
         result = bench(args.artifacts, tmp, args.rows, args.repeats)
         result["warm_session"] = warm_session_breakdown(args.artifacts, tmp, args.rows, args.repeats)
     result["machine"] = {"machine": os.uname().machine, "cpus": os.cpu_count()}
+    body = spark_markdown(result)
+    print(body)
     print(json.dumps(result))
+    if args.measured is not None:
+        notes = (
+            []
+            if args.rows == 5_000_000
+            else [f"Run at {args.rows:,} rows (SPARK_BENCH_ROWS), not the default 5,000,000."]
+        )
+        prov = tables.provenance("make bench-spark", spark_versions(), notes=notes)
+        tables.write(args.measured, "bench-spark", body, result, prov)
     return 0
+
+
+def spark_versions() -> dict[str, str]:
+    """pyspark's, pyarrow's and Java's versions."""
+    from importlib import metadata
+
+    versions = {}
+    for name in ("pyspark", "pyarrow"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True)
+    first = (java.stderr or java.stdout).splitlines()[:1]
+    if first:
+        versions["java"] = first[0].split('"')[1] if '"' in first[0] else first[0]
+    return versions
 
 
 if __name__ == "__main__":
