@@ -284,3 +284,52 @@ def test_the_readme_compare_table_is_what_make_compare_generates(built_copy):
         assert without_file_bytes(readme_table()) == without_file_bytes(fresh)
         pytest.skip("the working tree has uncommitted changes: file sizes compared only from a clean tree")
     assert readme_table() == fresh, "README.md's compare table is stale: run `make tables` and commit the result"
+
+
+def readme_curl() -> tuple[str, bytes, dict]:
+    """The README's curl example: (path, request body, the answer it shows)."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("$ curl "))
+    command = lines[at].rstrip("\\") + lines[at + 1]
+    body = re.search(r"-d '([^']+)'", command)
+    path = re.search(r"localhost:8080(/\S+)", command)
+    assert body and path, command
+    return path.group(1), body.group(1).encode(), json.loads(lines[at + 2])
+
+
+@pytest.mark.integration
+def test_the_readme_curl_example_answers_what_it_shows(built):
+    """The one hand-written answer in the README is checked: the server on a fresh build gives it."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from server_checks import free_port, wait_ready
+
+    path, body, shown = readme_curl()
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "housing_runtime",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--artifacts",
+            str(built),
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_ready(port, server, "the server")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert json.loads(reply.read()) == shown
+    finally:
+        server.terminate()
+        assert server.wait(timeout=15) == 0
