@@ -33,10 +33,7 @@ COPY runtime/ /src/runtime/
 # failed compile would only warn: a wheel without the library stops the build here instead.
 RUN /opt/pip/bin/pip wheel --no-index --find-links /wheelhouse --no-build-isolation --no-deps \
         --disable-pip-version-check --wheel-dir /dist /src/runtime \
- && /opt/pip/bin/python -c "import glob, sys, zipfile; \
-names = zipfile.ZipFile(glob.glob('/dist/housing_runtime-*.whl')[0]).namelist(); \
-sys.exit(0 if any(n.startswith('housing_runtime/io/_native.') for n in names) \
-         else 'the wheel holds no housing_runtime/io/_native library: native.c did not compile')"
+ && /opt/pip/bin/python /src/runtime/check_wheel.py /dist/housing_runtime-*.whl
 
 # ---- Stage 3: the wheel and its pinned requirements in a venv, then pruned -------------------
 FROM pip AS site

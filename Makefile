@@ -21,9 +21,11 @@ BITS       ?= 8
 IMAGE      ?= housing-runtime:latest$(IMAGE_TAG_SUFFIX)
 PORT       ?= 8080
 BASE_IMAGE ?= python:3.11-slim
-# The image's platform, linux/amd64 (the default on any machine) or linux/arm64. One that is not
-# this machine's architecture is built and smoke-tested under QEMU (qemu-user-static).
-PLATFORM   ?= linux/amd64
+# The image's platform, linux/amd64 or linux/arm64; by default this machine's (macOS says arm64,
+# Linux aarch64). One that is not this machine's architecture is built and smoke-tested under
+# QEMU (qemu-user-static).
+HOST_PLATFORM := linux/$(patsubst x86_64,amd64,$(patsubst aarch64,arm64,$(shell uname -m)))
+PLATFORM   ?= $(if $(filter $(HOST_PLATFORM),linux/amd64 linux/arm64),$(HOST_PLATFORM),linux/amd64)
 # Its architecture as Docker names it (amd64, arm64) and as manylinux wheel tags do (x86_64, aarch64).
 PLATFORMS  := linux/amd64:amd64:x86_64 linux/arm64:arm64:aarch64
 DOCKER_ARCH := $(word 2,$(subst :, ,$(filter $(PLATFORM):%,$(PLATFORMS))))
@@ -140,7 +142,7 @@ SWEEP_PY    := $(call sources,pipeline.reports.sweep)
 COMPAT_PY   := $(call sources,pipeline.compat.matrix)
 COMPAT_RUNNERS := pipeline/compat/runner.py pipeline/compat/node/runner.js
 # The runtime distribution's whole source (runtime/): what `make wheel` and the image build from.
-RUNTIME_SRC := $(wildcard runtime/pyproject.toml runtime/setup.py runtime/README.md runtime/LICENSE \
+RUNTIME_SRC := $(wildcard runtime/pyproject.toml runtime/setup.py runtime/check_wheel.py runtime/README.md runtime/LICENSE \
                  runtime/src/housing_runtime/*.py runtime/src/housing_runtime/*/*.py runtime/src/housing_runtime/*/*.c)
 # The runtime's compiled fast paths: one C file, built by the build backend (runtime/setup.py)
 # into the wheel, and in place by the editable install in .venv.
@@ -346,10 +348,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml runtime/pyproject.toml runti
 
 # Both wheels, built from the checkout's sources by the lock's setuptools into a fresh folder
 # and moved into place, so a failed build leaves the previous wheels.
-$(DIST)/.built: $(RUNTIME_SRC) pyproject.toml $(wildcard pipeline/*.py pipeline/*/*.py) $(VENV)/.installed
+$(DIST)/.built: $(RUNTIME_SRC) pyproject.toml README.md LICENSE $(wildcard pipeline/*.py pipeline/*/*.py \
+                 pipeline/compat/envs/*.txt pipeline/compat/node/*.js pipeline/compat/node/*.json) $(VENV)/.installed
 	rm -rf $(DIST).tmp && mkdir -p $(DIST).tmp
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w $(DIST).tmp ./runtime .
 	rm -rf build runtime/build  # setuptools' in-tree scratch folders
+	$(PY) runtime/check_wheel.py $(DIST).tmp/housing_runtime-*.whl
 	mkdir -p $(DIST) && rm -f $(DIST)/housing_*.whl && mv $(DIST).tmp/*.whl $(DIST)/ && rmdir $(DIST).tmp
 	@ls $(DIST)/*.whl
 	touch $@

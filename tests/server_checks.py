@@ -1,4 +1,4 @@
-"""Checks of the inference server that both the host tests (tests/test_server.py) and the
+"""Checks of the inference server that both the host tests (tests/runtime/test_server.py) and the
 container tests (tests/test_container.py) run: the same conformance against `serve` on the host
 and against `docker run IMAGE serve`."""
 

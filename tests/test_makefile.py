@@ -136,3 +136,33 @@ def test_a_failed_stage_leaves_every_artifact_intact(built_copy, tmp_path):
     # And the next make, with the data back, finds everything up to date but the data stage's
     # own outputs, which it rebuilds identically.
     assert make("-q", "all", artifacts=built_copy).returncode == 0
+
+
+def make_error_lines(*args: str) -> tuple[int, list[str]]:
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "MAKEFLAGS"},
+    )
+    return result.returncode, [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_an_unsupported_platform_is_one_line_naming_the_supported_ones():
+    code, lines = make_error_lines("docker", "PLATFORM=linux/s390x")
+    assert code != 0 and len(lines) == 1, lines
+    assert "linux/s390x is not supported" in lines[0] and "linux/amd64 or linux/arm64" in lines[0]
+
+
+def test_another_architecture_without_qemu_is_one_line_naming_the_package(tmp_path):
+    """Emulation is checked before anything is built; the check is pointed at a binfmt entry that
+    does not exist (QEMU_BINFMT), as on a machine without qemu-user-static."""
+    host = subprocess.run(["uname", "-m"], capture_output=True, text=True, check=True).stdout.strip()
+    other = "linux/amd64" if host in ("aarch64", "arm64") else "linux/arm64"
+    code, lines = make_error_lines(
+        "docker", f"PLATFORM={other}", f"QEMU_BINFMT={tmp_path / 'absent'}", f"ARTIFACTS={tmp_path}"
+    )
+    assert code != 0 and len(lines) == 1, lines
+    assert "qemu-user-static" in lines[0] and "binfmt-support" in lines[0]

@@ -200,6 +200,7 @@ def runtime_venv(wheels, tmp_path_factory) -> Path:
     return bin_dir
 
 
+@pytest.mark.network
 def test_a_fresh_install_gets_numpy_and_onnxruntime_and_nothing_of_the_training_side(runtime_venv):
     onnxruntime_needs = {
         canonicalize_name(Requirement(r).name) for r in metadata.requires("onnxruntime") or [] if "extra ==" not in r
@@ -210,6 +211,7 @@ def test_a_fresh_install_gets_numpy_and_onnxruntime_and_nothing_of_the_training_
     assert not got & TRAINING_STACK
 
 
+@pytest.mark.network
 def test_the_installed_runtime_predicts_from_any_folder(runtime_venv, art, tmp_path):
     rows = tmp_path / "rows.csv"
     rows.write_text((art / "sample.csv").read_text())
@@ -225,6 +227,7 @@ def test_the_installed_runtime_predicts_from_any_folder(runtime_venv, art, tmp_p
     assert loaded.stdout.strip() == "True", loaded.stderr
 
 
+@pytest.mark.network
 def test_serve_without_its_extra_names_the_extra_to_install(runtime_venv, art, tmp_path):
     result = run_cli("serve", "--artifacts", str(art), cwd=tmp_path, exe=[str(runtime_venv / "housing-runtime")])
     assert result.returncode == 2 and result.stdout == ""
@@ -249,6 +252,7 @@ print(json.dumps(missing))
 SPARK_EXTRA_IMPORTS = {"pyspark", "pyarrow", "pandas"}
 
 
+@pytest.mark.network
 def test_with_the_serve_extra_the_installed_runtime_serves(wheels, runtime_venv, art, tmp_path):
     pip_install(runtime_venv, f"{wheels['housing_runtime']}[serve]")
     assert not installed(runtime_venv) & TRAINING_STACK
@@ -288,6 +292,7 @@ def test_with_the_serve_extra_the_installed_runtime_serves(wheels, runtime_venv,
         assert server.wait(timeout=15) == 0
 
 
+@pytest.mark.network
 def test_a_source_install_without_a_compiler_takes_the_pure_python_paths(tmp_path, art):
     """CC=false: the optional extension fails to build, the install goes on, and the runtime
     predicts the same bytes on its pure-Python paths."""
@@ -304,3 +309,34 @@ def test_a_source_install_without_a_compiler_takes_the_pure_python_paths(tmp_pat
     assert loaded.stdout.strip() == "None", loaded.stdout + loaded.stderr
     result = run_cli("--artifacts", str(art), cwd=tmp_path, exe=[str(bin_dir / "housing-runtime")])
     assert result.returncode == 0 and result.stdout == run_cli("--artifacts", str(art)).stdout, result.stderr
+
+
+@pytest.mark.parametrize("missing", ["uvicorn", "starlette.requests", "prometheus_client"])
+def test_a_missing_server_package_names_the_extra(monkeypatch, missing):
+    from housing_runtime import cli
+    from housing_runtime.errors import UserError
+
+    monkeypatch.setattr("builtins.__import__", failing_import(missing))
+    with pytest.raises(UserError, match=re.escape("pip install 'housing-runtime[serve]'")):
+        cli.import_server()
+
+
+def test_a_broken_runtime_module_is_a_bug_not_a_missing_extra(monkeypatch):
+    from housing_runtime import cli
+
+    monkeypatch.setattr("builtins.__import__", failing_import("housing_runtime.serving.metrics"))
+    with pytest.raises(ImportError) as raised:
+        cli.import_server()
+    assert raised.value.name == "housing_runtime.serving.metrics"
+
+
+def failing_import(name: str):
+    """An __import__ under which importing the server fails as if ``name`` were absent."""
+    real = __import__
+
+    def fake(module, globals=None, locals=None, fromlist=(), level=0):
+        if module == "housing_runtime.serving" and "server" in (fromlist or ()):
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real(module, globals, locals, fromlist, level)
+
+    return fake

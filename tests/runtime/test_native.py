@@ -9,7 +9,7 @@ possible:
 - the readers give identical rows, or identical errors, with the library and without it, on
   generated files with corrupted lines, for any chunk size;
 - the CLI writes identical bytes both ways (the formatter itself is checked against numpy in
-  tests/test_floattext.py, value by value).
+  tests/runtime/test_floattext.py, value by value).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
 
 Each property holds with the compiled fast paths (runtime/src/housing_runtime/io/native.c) and without them.
 In process (the readers are pure functions of a stream), so hundreds of examples take seconds;
-tests/test_runtime_faults.py runs the CLI itself for the exit code and the absence of output.
+tests/runtime/test_runtime_faults.py runs the CLI itself for the exit code and the absence of output.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 /* The batch runtime's hot loops in C: CSV and JSON Lines text to float64 rows, float32
- * predictions to numpy's text. Loaded by native.py through ctypes; built by `make`
- * (runtime/src/housing_runtime/io/_native.so), from this file alone, with the system's C compiler.
+ * predictions to numpy's text. Loaded by native.py through ctypes; compiled by the build backend
+ * (runtime/setup.py: into the wheel, or in place by make all's editable install) into
+ * _native.abi3.so, from this file alone, with the system's C compiler.
  *
  * Why C: numpy's loadtxt and Dragon4 formatter are C already, but general; at 1M rows they
  * were two thirds of the CLI's time. These loops do only the common, plain case.
  *
  * The rule that keeps them safe: each function either does its whole job exactly as the
- * Python path (readers.py, floattext.py) would, or returns NOT_MINE and leaves the whole
+ * Python path (csv_rows.py, jsonl.py, lines.py, floattext.py) would, or returns NOT_MINE and leaves the whole
  * chunk to the Python path, which then accepts, or refuses with its own words. So every
  * input the C code accepts is one the Python path accepts, with bit-identical values, and
  * everything unusual (quotes, spaces, blank lines, escapes, nan, huge numbers, a bad value)
