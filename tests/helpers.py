@@ -14,8 +14,9 @@ import numpy as np
 from sklearn.linear_model import LinearRegression
 
 from pipeline import artifacts, config
+from pipeline.graphs import build
 from pipeline.quantization.qparams import QuantParams
-from pipeline.stages import export, manifest
+from pipeline.stages import manifest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "scikit_learn_data"
@@ -95,12 +96,12 @@ def write_synthetic_artifacts(out: Path, seed: int = 0) -> Path:
     dequant = linear_model(params.weights(), params.intercept)
     rng = np.random.default_rng(seed + 1)
     models = {
-        "float": export.convert_sklearn(linear_model(rng.normal(size=8) * 0.3, -37.0)),
-        "dequant": export.convert_sklearn(dequant),
-        "uint8": export.build_uint8_model(params),
+        "float": build.convert_sklearn(linear_model(rng.normal(size=8) * 0.3, -37.0)),
+        "dequant": build.convert_sklearn(dequant),
+        "uint8": build.build_uint8_model(params),
     }
     for variant, model in models.items():
-        export.add_metadata(model, variant, 8, {"r2": 0.0}, {})
+        build.add_metadata(model, variant, 8, {"r2": 0.0}, {})
         artifacts.write_bytes(out / config.ONNX_NAMES[variant], model.SerializeToString())
     X = california_like_rows(5, seed)
     lines = [",".join(config.FEATURE_NAMES)] + [",".join(repr(float(v)) for v in row) for row in X]

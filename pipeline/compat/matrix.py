@@ -1,8 +1,8 @@
 """`make compat`: the three ONNX models on every runtime they are handed to, side by side.
 
-    python -m pipeline.compat.matrix --split artifacts/split.npz --float artifacts/model_float.onnx \
-        --dequant artifacts/model_dequant.onnx --uint8 artifacts/model_uint8.onnx \
-        --runtime onnxruntime:.venv-compat/onnxruntime-1.16.3/bin/python ... \
+    python -m pipeline.compat.matrix --split artifacts/split.npz --float artifacts/model_float.onnx \\
+        --dequant artifacts/model_dequant.onnx --uint8 artifacts/model_uint8.onnx \\
+        --runtime onnxruntime:.venv-compat/onnxruntime-1.16.3/bin/python ... \\
         --runtime onnxruntime-node:.venv-compat/node --json artifacts/compat.json --markdown artifacts/compat.md
 
 With --model and --params (the sklearn model and the quantization parameters), each runtime

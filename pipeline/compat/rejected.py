@@ -16,8 +16,8 @@ from onnx import helper, numpy_helper
 from sklearn.linear_model import LinearRegression
 
 from pipeline import config
+from pipeline.graphs import build
 from pipeline.quantization.qparams import QuantParams
-from pipeline.stages import export
 
 
 def matmul_dequant_model(params: QuantParams) -> onnx.ModelProto:
@@ -25,11 +25,11 @@ def matmul_dequant_model(params: QuantParams) -> onnx.ModelProto:
 
     onnxruntime's optimizer (EXTENDED and above, and so a default session) fuses this pair into
     MatMulNBits, which quantizes the input to 8 bits too: on this data, test R² -6.17."""
-    model = export.build_uint8_model(params)
+    model = build.build_uint8_model(params)
     graph = model.graph
     codes = next(t for t in graph.initializer if t.name == "coef_codes")
     codes.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(codes).reshape(config.N_FEATURES, 1), codes.name))
-    graph.initializer.remove(next(t for t in graph.initializer if t.name == export.DOT_AXIS))
+    graph.initializer.remove(next(t for t in graph.initializer if t.name == build.DOT_AXIS))
     mul = next(n for n in graph.node if n.op_type == "Mul")
     reduce_sum = next(n for n in graph.node if n.op_type == "ReduceSum")
     at = list(graph.node).index(mul)
@@ -68,31 +68,31 @@ REJECTED = (
         lambda model, params: matmul_dequant_model(params),
     ),
     Rejected(
-        "float as MatMul", "skl2onnx's MatMul + Add, not rewritten", lambda model, params: export.skl2onnx_graph(model)
+        "float as MatMul", "skl2onnx's MatMul + Add, not rewritten", lambda model, params: build.skl2onnx_graph(model)
     ),
     Rejected(
         "float as LinearRegressor",
         "skl2onnx's default: ai.onnx.ml LinearRegressor",
-        lambda model, params: export.skl2onnx_graph(model, black_op=None),
+        lambda model, params: build.skl2onnx_graph(model, black_op=None),
     ),
     Rejected(
         "uint8 at IR 10",
         "opset 21 and IR 10, as exported before",
-        lambda model, params: at_versions(export.build_uint8_model(params), 21, 10),
+        lambda model, params: at_versions(build.build_uint8_model(params), 21, 10),
     ),
     Rejected(
         "uint8 at opset 20",
         "opset 20, the newest IR 9 allows",
-        lambda model, params: at_versions(export.build_uint8_model(params), 20, 9),
+        lambda model, params: at_versions(build.build_uint8_model(params), 20, 9),
     ),
     Rejected(
         "uint8 at opset 13",
         "opset 13 and IR 7, which older releases load too",
-        lambda model, params: at_versions(export.build_uint8_model(params), 13, 7),
+        lambda model, params: at_versions(build.build_uint8_model(params), 13, 7),
     ),
     Rejected(
         "uint8, unnamed batch",
         "a batch dimension with no size and no name",
-        lambda model, params: unnamed_batch(export.build_uint8_model(params)),
+        lambda model, params: unnamed_batch(build.build_uint8_model(params)),
     ),
 )

@@ -12,8 +12,7 @@ from onnx import TensorProto, numpy_helper
 from helpers import california_like_rows, linear_model, random_params
 from pipeline import config
 from pipeline.compat.rejected import matmul_dequant_model
-from pipeline.graphs import onnx_spec, tolerances, verify
-from pipeline.stages import export
+from pipeline.graphs import build, onnx_spec, tolerances, verify
 
 LEVELS = list(verify.optimization_levels().items())
 
@@ -22,7 +21,7 @@ LEVELS = list(verify.optimization_levels().items())
 @pytest.mark.parametrize("label,level", LEVELS, ids=[name for name, _ in LEVELS])
 def test_uint8_graph_equals_numpy_dequantized_dot_product_at_every_level(seed, label, level):
     params = random_params(seed)
-    blob = export.build_uint8_model(params).SerializeToString()
+    blob = build.build_uint8_model(params).SerializeToString()
     X = california_like_rows(seed=seed)
     expected = X.astype(np.float64) @ params.weights().astype(np.float64) + float(params.intercept)
     got = verify.run_session(verify.make_session(blob, level), X)
@@ -31,7 +30,7 @@ def test_uint8_graph_equals_numpy_dequantized_dot_product_at_every_level(seed, l
 
 
 def test_uint8_graph_structure_and_pinned_versions():
-    model = export.build_uint8_model(random_params(1))
+    model = build.build_uint8_model(random_params(1))
     onnx.checker.check_model(model, full_check=True)
     assert model.ir_version == onnx_spec.ONNX_IR_VERSION
     assert {(o.domain, o.version) for o in model.opset_import} == {("", onnx_spec.ONNX_OPSET)}
@@ -54,7 +53,7 @@ def test_uint8_graph_structure_and_pinned_versions():
 def test_skl2onnx_conversion_uses_only_standard_float32_ops_and_names_the_batch():
     """What lets OpenVINO, tract and onnxruntime 1.16 run the file: no ai.onnx.ml domain, no
     MatMul (bf16 in OpenVINO by default), opset 19 at IR 9, and a batch dimension named N."""
-    model = export.convert_sklearn(linear_model(np.arange(8) * 0.1, 2.0))
+    model = build.convert_sklearn(linear_model(np.arange(8) * 0.1, 2.0))
     assert model.ir_version == onnx_spec.ONNX_IR_VERSION == 9
     assert {(o.domain, o.version) for o in model.opset_import} == {("", onnx_spec.ONNX_OPSET)}
     ops = [n.op_type for n in model.graph.node]
@@ -77,20 +76,20 @@ def _name_taken(model):
 @pytest.mark.parametrize("spoil", [None, _weight_as_row, _name_taken], ids=["no MatMul", "1x8 weight", "name taken"])
 def test_the_rewrite_refuses_a_graph_it_does_not_know(spoil):
     if spoil is None:
-        model = export.build_uint8_model(random_params(1))
+        model = build.build_uint8_model(random_params(1))
     else:
-        model = export.skl2onnx_graph(linear_model(np.arange(8) * 0.1, 2.0))
-        export.matmul_as_dot_product(onnx.load_from_string(model.SerializeToString()))  # unspoilt: fine
+        model = build.skl2onnx_graph(linear_model(np.arange(8) * 0.1, 2.0))
+        build.matmul_as_dot_product(onnx.load_from_string(model.SerializeToString()))  # unspoilt: fine
         spoil(model)
     with pytest.raises(verify.VerificationError, match="not one MatMul"):
-        export.matmul_as_dot_product(model)
+        build.matmul_as_dot_product(model)
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_skl2onnx_conversion_matches_sklearn(seed):
     rng = np.random.default_rng(seed)
     sk = linear_model(rng.normal(size=8) * 0.3, rng.normal() * 10)
-    model = export.convert_sklearn(sk)
+    model = build.convert_sklearn(sk)
     onnx.checker.check_model(model, full_check=True)
     assert model.ir_version == onnx_spec.ONNX_IR_VERSION
     assert len({o.domain for o in model.opset_import}) == len(model.opset_import)  # no repeated domain
@@ -105,8 +104,8 @@ def test_skl2onnx_conversion_matches_sklearn(seed):
 def test_metadata_carries_features_bits_metrics_and_input_hashes(tmp_path):
     source = tmp_path / "params.joblib"
     source.write_bytes(b"stand-in input")
-    model = export.add_metadata(
-        export.build_uint8_model(random_params()), "uint8", 8, {"r2": 0.5}, {"quant_params": source}
+    model = build.add_metadata(
+        build.build_uint8_model(random_params()), "uint8", 8, {"r2": 0.5}, {"quant_params": source}
     )
     props = {p.key: p.value for p in model.metadata_props}
     assert json.loads(props["feature_names"]) == list(config.FEATURE_NAMES)
@@ -119,7 +118,7 @@ def test_metadata_carries_features_bits_metrics_and_input_hashes(tmp_path):
 
 def test_verification_rejects_the_fused_matmul_graph():
     params = random_params(2)
-    good = export.build_uint8_model(params).SerializeToString()
+    good = build.build_uint8_model(params).SerializeToString()
     bad = matmul_dequant_model(params).SerializeToString()
     X = california_like_rows()
     with pytest.raises(verify.VerificationError, match="ORT_ENABLE_EXTENDED|ORT_ENABLE_ALL|default"):
@@ -135,7 +134,7 @@ def test_verification_rejects_a_wrong_weight():
         verify.run_check(
             verify.Check(
                 "wrong",
-                export.convert_sklearn(wrong).SerializeToString(),
+                build.convert_sklearn(wrong).SerializeToString(),
                 sk.predict(X.astype(np.float64)),
                 tolerances.TOL_DEQUANT_VS_SKLEARN,
             ),
@@ -144,7 +143,7 @@ def test_verification_rejects_a_wrong_weight():
 
 
 def test_checker_rejects_an_invalid_graph():
-    model = export.build_uint8_model(random_params())
+    model = build.build_uint8_model(random_params())
     model.graph.node[1].input[1] = "no_such_tensor"
     with pytest.raises(onnx.checker.ValidationError):
         onnx.checker.check_model(model, full_check=True)

@@ -14,12 +14,12 @@ from helpers import make, run_module, stage_commands
 from housing_runtime.files import sha256_file
 from pipeline import config
 from pipeline.compat.rejected import matmul_dequant_model
-from pipeline.graphs import tolerances, verify
+from pipeline.graphs import build, tolerances, verify
 from pipeline.metrics import regression_metrics
 from pipeline.quantization import quant_eval, quantizer
 from pipeline.quantization.qparams import load_params, predict
 from pipeline.reports import optimality
-from pipeline.stages import data, export, quantize, train
+from pipeline.stages import data, quantize, train
 
 pytestmark = pytest.mark.integration
 LEVELS = list(verify.optimization_levels().items())
@@ -90,7 +90,7 @@ def test_3_bits_keeps_r2_where_naive_rounding_collapses(split, float_model):
 def test_onnx_equivalences_at_every_level(built, split, label, level):
     X = split.X_test.astype(np.float32)
     float_sk = joblib.load(built / config.ARTIFACT_NAMES["model"])
-    dequant_sk = export.dequantized_model(load_params(built / config.ARTIFACT_NAMES["quant_params"]))
+    dequant_sk = build.dequantized_model(load_params(built / config.ARTIFACT_NAMES["quant_params"]))
 
     def run(variant):
         return verify.run_session(verify.make_session(built / config.ONNX_NAMES[variant], level), X)
