@@ -154,21 +154,16 @@ def wait_ready(port: int, process: subprocess.Popen | None, name: str, seconds: 
     raise UserError(f"{name} was not ready within {seconds:g} s")
 
 
+def serve_command(artifacts: Path, port: int, *extra: str, exe: list[str] | None = None) -> list[str]:
+    """`housing-runtime serve` on 127.0.0.1:port (``exe``: the command; this Python's by default).
+    Also what the server tests start."""
+    exe = exe or [sys.executable, "-m", "housing_runtime"]
+    return [*exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--artifacts", str(artifacts), *extra]
+
+
 def start_ours(artifacts: Path, port: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "housing_runtime",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--artifacts",
-            str(artifacts),
-            "--no-access-log",
-        ],
+        serve_command(artifacts, port, "--no-access-log"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

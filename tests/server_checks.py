@@ -11,7 +11,7 @@ import json
 import numpy as np
 import tritonclient.http as triton
 
-from benchmarks.serve import free_port, wait_ready  # noqa: F401 (the tests' too)
+from benchmarks.serve import free_port, serve_command, wait_ready  # noqa: F401 (the tests' too)
 from helpers import california_like_rows
 from pipeline import config
 

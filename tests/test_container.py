@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import platform
-import socket
 import subprocess
 import time
 import uuid
@@ -118,12 +117,6 @@ def csv_predictions(stdout: bytes) -> np.ndarray:
     return np.array(lines[1:], dtype=np.float32)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def answers_ready(port: int, container: str, seconds: float) -> bool:
     """Whether GET /v2/health/ready on 127.0.0.1:port answers 200 within ``seconds``, while
     the container keeps running."""
@@ -152,7 +145,9 @@ def test_smoke_predicts_the_bundled_sample():
 def test_smoke_serve_answers_ready():
     """`IMAGE serve` on a free port of the host's network answers /v2/health/ready; the
     container is stopped by its id whatever happens."""
-    port = free_port()
+    import server_checks
+
+    port = server_checks.free_port()
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
     started = docker("run", "-d", "--read-only", "--network", "host", *PLATFORM_ARGS, IMAGE, *serve)
     assert started.returncode == 0, started.stderr

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import measured, optimality
+from benchmarks import measured
 from benchmarks import runtime as bench_runtime
 from benchmarks import serve as bench_serve
 from benchmarks import spark as bench_spark
 from helpers import REPO, make
 from pipeline.compat import report as compat_report
 from pipeline.reports import compare, sweep
+from pipeline.reports import optimality as report_optimality
 
 README = REPO / "README.md"
 DOCS = REPO / "docs"
@@ -45,7 +46,7 @@ RENDERERS = {
     "bench-image": bench_runtime.image_markdown,
     "bench-serve": lambda r: bench_serve.serve_markdown(r["results"]),
     "bench-spark": bench_spark.spark_markdown,
-    "optimality": lambda r: optimality.optimality_markdown(r["rows"]),
+    "optimality": lambda r: report_optimality.report(r["rows"]),
     "compare": lambda r: compare.markdown(r["rows"], r["bits"]),
     "sweep": lambda r: sweep.markdown(r["widths"], r["float_test_r2"]),
     "compat": lambda r: compat_report.markdown(r["runtimes"]),
@@ -301,30 +302,13 @@ def readme_curl() -> tuple[str, bytes, dict]:
 def test_the_readme_curl_example_answers_what_it_shows(built):
     """The one hand-written answer in the README is checked: the server on a fresh build gives it."""
     import subprocess
-    import sys
     import urllib.request
 
-    from server_checks import free_port, wait_ready
+    from server_checks import free_port, serve_command, wait_ready
 
     path, body, shown = readme_curl()
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "housing_runtime",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--artifacts",
-            str(built),
-            "--no-access-log",
-        ],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-    )
+    server = subprocess.Popen(serve_command(built, port, "--no-access-log"), cwd=REPO, stderr=subprocess.PIPE)
     try:
         wait_ready(port, server, "the server")
         request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST")

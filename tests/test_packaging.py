@@ -26,7 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from helpers import REPO, make, write_synthetic_artifacts
-from server_checks import free_port, wait_ready
+from server_checks import free_port, serve_command, wait_ready
 
 PYPROJECTS = {"housing-runtime": REPO / "runtime" / "pyproject.toml", "housing-pipeline": REPO / "pyproject.toml"}
 # Never in the runtime's environment: the training stack.
@@ -37,10 +37,10 @@ def project(name: str) -> dict:
     return tomllib.loads(PYPROJECTS[name].read_text())["project"]
 
 
-def lock() -> dict[str, str]:
-    """requirements.txt as {canonical name: exact version}."""
+def lock(name: str = "requirements.txt") -> dict[str, str]:
+    """A requirements file of exact pins as {canonical name: version}."""
     pins = {}
-    for line in (REPO / "requirements.txt").read_text().splitlines():
+    for line in (REPO / name).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             name, version = line.split("==")
@@ -67,12 +67,7 @@ def test_the_lock_satisfies_every_declared_range(name):
 
 
 def test_the_spark_extra_admits_the_spark_pins():
-    pins = {}
-    for line in (REPO / "requirements-spark.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[canonicalize_name(name)] = version
+    pins = lock("requirements-spark.txt")
     for requirement in map(Requirement, project("housing-runtime")["optional-dependencies"]["spark"]):
         assert requirement.specifier.contains(pins[canonicalize_name(requirement.name)]), requirement
 
@@ -268,17 +263,7 @@ def test_with_the_serve_extra_the_installed_runtime_serves(wheels, runtime_venv,
     assert set(missing.values()) <= SPARK_EXTRA_IMPORTS and all(".spark." in m for m in missing), missing
     port = free_port()
     server = subprocess.Popen(
-        [
-            str(runtime_venv / "housing-runtime"),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--artifacts",
-            str(art),
-            "--no-access-log",
-        ],
+        serve_command(art, port, "--no-access-log", exe=[str(runtime_venv / "housing-runtime")]),
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,

@@ -164,27 +164,42 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pipeline.reports.optimality", description=__doc__.splitlines()[0])
-    parser.add_argument("--split", type=Path, required=True, help="the split from pipeline.stages.data")
-    parser.add_argument("--model", type=Path, required=True, help="the model from pipeline.stages.train")
-    parser.add_argument("--bits", type=int, nargs="+", default=list(range(8, 1, -1)))
-    args = parser.parse_args(argv)
-    split = data.load_split(args.split)
-    model = joblib.load(args.model)
+def run(split_path: Path, model_path: Path, bits_list: list[int]) -> tuple[float, list[dict]]:
+    """The float model's training MSE, and ``measure``'s row for each width."""
+    split = data.load_split(split_path)
+    model = joblib.load(model_path)
     cov = np.cov(split.X_train, rowvar=False, bias=True)
     float_mse = float(np.mean((model.predict(split.X_train) - split.y_train) ** 2))
     rows = []
-    for bits in args.bits:
+    for bits in bits_list:
         rows.append(measure(model.coef_, cov, bits, float_mse))
         print(f"optimality: {bits} bits done", flush=True)
-    print("\nExcess training MSE over the float model's, relative to it (lower is better):\n")
-    print(markdown(rows), end="")
+    return float_mse, rows
+
+
+def report(rows: list[dict]) -> str:
+    """The table, with what it says of the worst width."""
     worst = max(rows, key=margin)
-    print(
-        f"\nours minus the best reference, worst width ({worst['bits']} bits): "
-        f"{100 * margin(worst):+.2e}% of the float model's training MSE"
+    return (
+        "Excess training MSE over the float model's, relative to it (lower is better):\n\n"
+        + markdown(rows)
+        + f"\nOurs minus the best reference, worst width ({worst['bits']} bits): "
+        f"{100 * margin(worst):+.2e}% of the float model's training MSE.\n"
     )
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("--split", type=Path, required=True, help="the split from pipeline.stages.data")
+    parser.add_argument("--model", type=Path, required=True, help="the model from pipeline.stages.train")
+    parser.add_argument("--bits", type=int, nargs="+", default=list(range(8, 1, -1)))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser("pipeline.reports.optimality").parse_args(argv)
+    _, rows = run(args.split, args.model, args.bits)
+    print("\n" + report(rows), end="")
     return 0
 
 

@@ -37,6 +37,7 @@ from server_checks import (
     free_port,
     infer_body,
     request,
+    serve_command,
     wait_ready,
 )
 
@@ -47,19 +48,7 @@ READY_WITHIN_SECONDS = 60
 def start_server(art, *args: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "housing_runtime",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--artifacts",
-            str(art),
-            *args,
-        ],
+        serve_command(art, port, *args),
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -298,18 +287,7 @@ def test_a_bad_artifact_stops_the_server_with_one_line(tmp_path):
     art = write_synthetic_artifacts(tmp_path / "artifacts")
     (art / config.ONNX_NAMES["float"]).write_bytes(b"tampered")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "housing_runtime",
-            "serve",
-            "--port",
-            str(free_port()),
-            "--host",
-            "127.0.0.1",
-            "--artifacts",
-            str(art),
-        ],
+        serve_command(art, free_port()),
         cwd=REPO,
         capture_output=True,
         text=True,
