@@ -29,17 +29,27 @@ This file imports only the standard library: the training side writes its artifa
 
 from __future__ import annotations
 
-from importlib import metadata
+from functools import cache
 
 DISTRIBUTION = "housing-runtime"
 
 
+@cache
 def version() -> str:
-    """The installed distribution's version (its metadata); 0+unknown when run from a bare source tree."""
+    """The installed distribution's version (its metadata); 0+unknown when run from a bare source tree.
+
+    Read on demand, not at import: importlib.metadata and the search for the distribution cost
+    about 25 ms, which every batch run would pay for a number only --version and the server use."""
+    from importlib import metadata
+
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
         return "0+unknown"
 
 
-__version__ = version()
+def __getattr__(name: str) -> str:
+    """``housing_runtime.__version__``, computed when first asked for (see ``version``)."""
+    if name == "__version__":
+        return version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from housing_runtime import __version__
+from housing_runtime import version
 from housing_runtime.errors import OneLineArgumentParser, UserError, install_signal_handlers, run_cli
 
 PROG = "housing-runtime"
@@ -23,6 +23,17 @@ COMMANDS = ("predict", "serve")
 # The server's stack comes with the `serve` extra; these are the packages it imports.
 SERVE_EXTRA = "housing-runtime[serve]"
 SERVE_PACKAGES = frozenset({"starlette", "uvicorn", "h11", "prometheus_client", "anyio"})
+
+
+class VersionAction(argparse.Action):
+    """--version, with the version read only when it is asked for (``housing_runtime.version``)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"{parser.prog} {version()}")  # on stdout, as argparse's own version action
+        parser.exit()
 
 
 def build_parser() -> tuple[OneLineArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -35,7 +46,7 @@ def build_parser() -> tuple[OneLineArgumentParser, dict[str, argparse.ArgumentPa
         description="Predict California Housing values with onnxruntime, "
         "in batch or as a KServe V2 server. With no command, predict.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=VersionAction, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="{predict,serve}", parser_class=OneLineArgumentParser)
     by_name: dict[str, argparse.ArgumentParser] = {
         "predict": commands.add_parser(

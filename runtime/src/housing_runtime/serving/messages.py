@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from housing_runtime import DISTRIBUTION, __version__, config
+from housing_runtime import DISTRIBUTION, config, version
 from housing_runtime.model import Predictor
 from housing_runtime.serving.options import MAX_ROWS
 
 SERVER_NAME = DISTRIBUTION
-SERVER_VERSION = __version__  # the installed distribution's (its metadata)
+SERVER_VERSION = version()  # the installed distribution's (its metadata), read once
 MODEL_VERSION = "1"
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data"]
