@@ -143,7 +143,10 @@ COMPAT_PY   := $(call sources,pipeline.compat.matrix)
 COMPAT_RUNNERS := pipeline/compat/runner.py pipeline/compat/node/runner.js
 # The runtime distribution's whole source (runtime/): what `make wheel` and the image build from.
 RUNTIME_SRC := $(wildcard runtime/pyproject.toml runtime/setup.py runtime/check_wheel.py runtime/README.md runtime/LICENSE \
-                 runtime/src/housing_runtime/*.py runtime/src/housing_runtime/*/*.py runtime/src/housing_runtime/*/*.c)
+                 runtime/src/housing_runtime/*.py runtime/src/housing_runtime/*/*.py runtime/src/housing_runtime/*/*.c \
+                 runtime/src/housing_runtime/*/*/*.py runtime/src/housing_runtime/*/*/*.pyi runtime/src/housing_runtime/*/*/*.proto)
+# The V2 gRPC service: the vendored proto, and the stubs generated from it and committed.
+PROTO       := runtime/src/housing_runtime/serving/proto/grpc_predict_v2.proto
 # The runtime's compiled fast paths: one C file, built by the build backend (runtime/setup.py)
 # into the wheel, and in place by the editable install in .venv.
 NATIVE_SRC  := runtime/src/housing_runtime/io/native.c
@@ -288,6 +291,10 @@ lint: $(VENV)/.lint-installed lint-native
 .PHONY: lint-native ## Compile native.c with NATIVE_CFLAGS and -Werror, output discarded (make lint and pre-commit run it)
 lint-native:
 	$(CC) $(NATIVE_CFLAGS) -Werror -o /dev/null $(NATIVE_SRC)
+
+.PHONY: proto    ## Regenerate the committed V2 gRPC stubs from the vendored proto (grpcio-tools); a test checks they match
+proto: $(VENV)/.test-installed
+	$(PY) runtime/generate_proto.py
 
 .PHONY: wheels   ## Download the image's pinned wheels for PLATFORM into WHEELHOUSE (the build itself is offline)
 wheels: $(IMAGE_WHEELS)/runtime.txt
