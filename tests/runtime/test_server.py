@@ -149,10 +149,10 @@ def test_metrics_count_requests_rows_and_latency(server):
     status, ctype, raw, _ = request(server, "GET", "/metrics")
     text = raw.decode()
     assert status == 200 and ctype.startswith("text/plain")
-    assert 'housing_requests_total{code="200",model="uint8"}' in text
-    assert 'housing_requests_total{code="404",model="unknown"}' in text
+    assert 'housing_requests_total{code="200",model="uint8",protocol="http"}' in text
+    assert 'housing_requests_total{code="404",model="unknown",protocol="http"}' in text
     assert 'housing_rows_predicted_total{model="uint8"}' in text
-    assert 'housing_request_duration_seconds_bucket{le="0.005",model="uint8"}' in text
+    assert 'housing_request_duration_seconds_bucket{le="0.005",model="uint8",protocol="http"}' in text
 
 
 # ---- every bad request: a 4xx, one JSON line, no traceback ----------------------------------
@@ -185,7 +185,7 @@ def test_made_up_model_names_share_one_metric_label(server):
     for i in range(3):
         request(server, "GET", f"/v2/models/made-up-{i}/ready")
     text = request(server, "GET", "/metrics")[2].decode()
-    assert "made-up" not in text and 'housing_requests_total{code="404",model="unknown"}' in text
+    assert "made-up" not in text and 'housing_requests_total{code="404",model="unknown",protocol="http"}' in text
 
 
 def test_head_and_absolute_form_targets_are_answered(server):

@@ -22,7 +22,9 @@ PROG = "housing-runtime"
 COMMANDS = ("predict", "serve")
 # The server's stack comes with the `serve` extra; these are the packages it imports.
 SERVE_EXTRA = "housing-runtime[serve]"
-SERVE_PACKAGES = frozenset({"starlette", "uvicorn", "h11", "prometheus_client", "anyio", "grpc", "grpc_health", "google"})
+SERVE_PACKAGES = frozenset(
+    {"starlette", "uvicorn", "h11", "prometheus_client", "anyio", "grpc", "grpc_health", "google"}
+)
 
 
 class VersionAction(argparse.Action):

@@ -1,5 +1,5 @@
 """What the protocol layer passes around: the served ``Model`` and its V2 metadata, the request
-``Limits``, the ``Reply`` the server sends, and ``ProtocolError`` (a 4xx status and one line)."""
+``Limits``, and the ``Reply`` the server sends."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from housing_runtime import DISTRIBUTION, config, version
 from housing_runtime.model import Predictor
+from housing_runtime.serving.errors import ServingError
 from housing_runtime.serving.options import MAX_ROWS
 
 SERVER_NAME = DISTRIBUTION
@@ -18,14 +19,6 @@ EXTENSIONS = ["binary_tensor_data"]
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
 HEADER_LENGTH = "inference-header-content-length"
-
-
-class ProtocolError(Exception):
-    """A request the server refuses: an HTTP status (4xx) and one line for the client."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -42,8 +35,8 @@ def json_reply(status: int, document: object, model: str = "") -> Reply:
     return Reply(status, json.dumps(document, separators=(",", ":")).encode(), model=model)
 
 
-def error_reply(err: ProtocolError, model: str = "") -> Reply:
-    return json_reply(err.status, {"error": str(err)}, model)
+def error_reply(err: ServingError, model: str = "") -> Reply:
+    return json_reply(err.http_status, {"error": str(err)}, model)
 
 
 @dataclass

@@ -6,52 +6,74 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import Request
-
-from housing_runtime.serving.messages import Reply
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
-    """Request counts by model and status, a latency histogram, and rows predicted."""
+    """Request counts by protocol (http or grpc), model and status, a latency histogram, and
+    rows predicted."""
 
     def __init__(self):
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "housing_requests", "Requests answered, by model and HTTP status", ["model", "code"], registry=self.registry
+            "housing_requests",
+            "Requests answered, by protocol (http, grpc), model and status (HTTP status or gRPC code name)",
+            ["protocol", "model", "code"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "housing_request_duration_seconds",
             "Time to answer a request, in seconds",
-            ["model"],
+            ["protocol", "model"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.rows = Counter("housing_rows_predicted", "Rows predicted", ["model"], registry=self.registry)
 
-    def record(self, reply: Reply, seconds: float) -> None:
-        self.requests.labels(reply.model, str(reply.status)).inc()
-        self.latency.labels(reply.model).observe(seconds)
-        if reply.rows:
-            self.rows.labels(reply.model).inc(reply.rows)
+    def record(self, protocol: str, model: str, code: str, seconds: float, rows: int = 0) -> None:
+        self.requests.labels(protocol, model, code).inc()
+        self.latency.labels(protocol, model).observe(seconds)
+        if rows:
+            self.rows.labels(model).inc(rows)
 
 
-def access_log(request: Request, path: str, reply: Reply, seconds: float) -> None:
-    client = request.client.host if request.client else ""
-    line = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "client": client,
-        "method": request.method,
-        "path": path,
-        "status": reply.status,
-        "model": reply.model,
-        "rows": reply.rows,
-        "ms": round(seconds * 1000, 3),
-    }
-    print(json.dumps(line), file=sys.stderr, flush=True)
+@dataclass
+class AccessLine:
+    """One request as the access log tells it: one JSON line on stderr."""
+
+    protocol: str  # "http" or "grpc"
+    client: str
+    method: str  # the HTTP method, or the gRPC method's name (ModelInfer)
+    path: str  # the HTTP path, or the model's name over gRPC
+    status: int | str  # the HTTP status, or the gRPC code's name
+    model: str
+    rows: int
+    seconds: float
+    request_id: str = ""
+    trace_id: str = ""
+
+    def write(self) -> None:
+        line = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "protocol": self.protocol,
+            "client": self.client,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "model": self.model,
+            "rows": self.rows,
+            "ms": round(self.seconds * 1000, 3),
+        }
+        if self.request_id:
+            line["request_id"] = self.request_id
+        if self.trace_id:
+            line["trace_id"] = self.trace_id
+        print(json.dumps(line), file=sys.stderr, flush=True)
 
 
 def request_path(request: Request) -> str:

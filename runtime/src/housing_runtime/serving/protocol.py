@@ -13,7 +13,7 @@ gets the same words in both.
   (``binary_data_output``, which tritonclient sends when it names no outputs).
 - V1: ``POST /v1/models/{m}:predict`` with {"instances": [records]}, the CLI's JSON records.
 
-Every client fault is a ``ProtocolError``: a 4xx status and one line.
+Every client fault is a ``ServingError`` (``errors``): a named class, a status and one line.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from housing_runtime import config, validate
 from housing_runtime.errors import UserError, shown
 from housing_runtime.io.native import join_float32
+from housing_runtime.serving.errors import InvalidRequest, NotFound, ServingError, Unavailable
 from housing_runtime.serving.messages import (
     BINARY_TYPE,
     EXTENSIONS,
@@ -34,7 +35,6 @@ from housing_runtime.serving.messages import (
     SERVER_VERSION,
     Limits,
     Model,
-    ProtocolError,
     Reply,
     error_reply,
     json_reply,
@@ -101,8 +101,8 @@ class Protocol:
                 served = self.model(match["name"], None)
                 expect(method, "POST")
                 return self.predict_v1(served, headers, body)
-            raise ProtocolError(404, f"no route {shown(path)}; see /v2 and /v2/models/{{name}}")
-        except ProtocolError as err:
+            raise NotFound(f"no route {shown(path)}; see /v2 and /v2/models/{{name}}")
+        except ServingError as err:
             return error_reply(err, model)
 
     def label(self, name: str) -> str:
@@ -112,13 +112,11 @@ class Protocol:
 
     def model(self, name: str, version: str | None) -> Model:
         if not self.loaded:
-            raise ProtocolError(503, "the models are still loading; retry once /v2/health/ready answers 200")
+            raise Unavailable("the models are still loading; retry once /v2/health/ready answers 200")
         if name not in self.models:
-            raise ProtocolError(404, f"unknown model {shown(name)}; the models are {', '.join(self.models)}")
+            raise NotFound(f"unknown model {shown(name)}; the models are {', '.join(self.models)}")
         if version is not None and version != MODEL_VERSION:
-            raise ProtocolError(
-                404, f"model {shown(name)} has no version {shown(version)}; it has version {MODEL_VERSION}"
-            )
+            raise NotFound(f"model {shown(name)} has no version {shown(version)}; it has version {MODEL_VERSION}")
         return self.models[name]
 
     def infer(self, served: Model, headers: Mapping[str, str], body: bytes) -> Reply:
@@ -126,8 +124,8 @@ class Protocol:
         check_request_fields(request)
         inputs = request.get("inputs")
         if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-            raise ProtocolError(
-                400, f"'inputs' must be a list of one tensor, {shown(served.input_name)} FP32 [N, {config.N_FEATURES}]"
+            raise InvalidRequest(
+                f"'inputs' must be a list of one tensor, {shown(served.input_name)} FP32 [N, {config.N_FEATURES}]"
             )
         X = input_rows(inputs[0], served, binary, self.limits)
         binary_out = wants_binary(request, served.output_name)  # the whole request checked before the model runs
@@ -155,12 +153,11 @@ class Protocol:
 
     def predict_v1(self, served: Model, headers: Mapping[str, str], body: bytes) -> Reply:
         if HEADER_LENGTH in headers:
-            raise ProtocolError(400, "V1 :predict takes JSON only; send binary tensors to the V2 infer endpoint")
+            raise InvalidRequest("V1 :predict takes JSON only; send binary tensors to the V2 infer endpoint")
         request = parse_json_body(body)
         instances = request.get("instances")
         if not isinstance(instances, list) or not instances:
-            raise ProtocolError(
-                400,
+            raise InvalidRequest(
                 'expected {"instances": [...]}: a non-empty list of objects keyed by the '
                 f"8 feature names ({', '.join(served.predictor.feature_names)})",
             )
@@ -172,7 +169,7 @@ class Protocol:
             values = validate.record_values(instances, features, lambda i: f"record {i + 1}")
             X = validate.to_float32(values, lambda r, c: f"record {r + 1}, field {features[c]!r}")
         except UserError as err:
-            raise ProtocolError(400, str(err)) from None
+            raise InvalidRequest(str(err)) from None
         pred = predict(served, X, lambda r: f"record {r + 1}")
         text = '{"predictions":[' + join_float32(pred, ",")[:-1] + "]}"
         return Reply(200, text.encode(), model=served.name, rows=int(pred.size))

@@ -33,9 +33,17 @@ from starlette.responses import Response
 
 from housing_runtime import config
 from housing_runtime.errors import UserError
+from housing_runtime.serving.errors import (
+    InvalidRequest,
+    RequestTimeout,
+    ServingError,
+    TooLarge,
+    Unavailable,
+    UnsupportedEncoding,
+)
 from housing_runtime.serving.lifecycle import Loader, Server, header_timeout_protocol
-from housing_runtime.serving.messages import Limits, ProtocolError, Reply, error_reply
-from housing_runtime.serving.metrics import Metrics, access_log, request_path
+from housing_runtime.serving.messages import Limits, Reply, error_reply
+from housing_runtime.serving.metrics import AccessLine, Metrics, request_path
 from housing_runtime.serving.options import MAX_BODY_BYTES, READ_TIMEOUT_SECONDS
 from housing_runtime.serving.protocol import Protocol
 from housing_runtime.serving.tensors import byte_count
@@ -54,12 +62,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused past ``limit`` bytes (413) before it is all read where possible."""
     declared = byte_count(request.headers.get("content-length"))
     if declared is not None and declared > limit:
-        raise ProtocolError(413, f"the body is {declared} bytes, over the limit of {limit}; split the request")
+        raise TooLarge(f"the body is {declared} bytes, over the limit of {limit}; split the request")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ProtocolError(413, f"the body is over the limit of {limit} bytes; split the request")
+            raise TooLarge(f"the body is over the limit of {limit} bytes; split the request")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -70,16 +78,16 @@ def decode(body: bytes, encoding: str | None, limit: int) -> bytes:
     if name in ("", "identity"):
         return body
     if name not in ENCODINGS:
-        raise ProtocolError(415, f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none")
+        raise UnsupportedEncoding(f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none")
     inflater = zlib.decompressobj(wbits=31 if name == "gzip" else 15)
     try:
         data = inflater.decompress(body, limit + 1)
     except zlib.error as err:
-        raise ProtocolError(400, f"the body is not valid {name} data ({err})") from None
+        raise InvalidRequest(f"the body is not valid {name} data ({err})") from None
     if len(data) > limit or inflater.unconsumed_tail:
-        raise ProtocolError(413, f"the body inflates to over the limit of {limit} bytes; split the request")
+        raise TooLarge(f"the body inflates to over the limit of {limit} bytes; split the request")
     if not inflater.eof or inflater.unused_data:
-        raise ProtocolError(400, f"the body is not one complete {name} stream (truncated, or data after its end)")
+        raise InvalidRequest(f"the body is not one complete {name} stream (truncated, or data after its end)")
     return data
 
 
@@ -130,9 +138,10 @@ class App:
         else:
             reply = await self.answer(request, path, in_thread=False)
         seconds = time.perf_counter() - start
-        self.metrics.record(reply, seconds)
+        self.metrics.record("http", reply.model, str(reply.status), seconds, reply.rows)
         if self.log:
-            access_log(request, path, reply, seconds)
+            client = request.client.host if request.client else ""
+            AccessLine("http", client, request.method, path, reply.status, reply.model, reply.rows, seconds).write()
         response = Response(reply.body, reply.status, headers=reply.headers, media_type=reply.content_type)
         await response(scope, receive, send)
 
@@ -143,15 +152,15 @@ class App:
             if in_thread:
                 return await run_in_threadpool(self.handle, request.method, path, headers, body)
             return self.handle(request.method, path, headers, body)
-        except ProtocolError as err:
+        except ServingError as err:
             return error_reply(err)
         except ClientDisconnect:
-            return error_reply(ProtocolError(400, "the client went away before sending the whole body"))
+            return error_reply(InvalidRequest("the client went away before sending the whole body"))
 
     def handle(self, method: str, path: str, headers: dict, body: bytes) -> Reply:
         try:
             body = decode(body, headers.get("content-encoding"), self.max_body)
-        except ProtocolError as err:
+        except ServingError as err:
             return error_reply(err)
         return self.protocol.handle(method, path, headers, body)
 
@@ -170,10 +179,10 @@ class App:
                 remaining = min(deadline - loop.time(), STOP_BODY_SECONDS)
                 done, _ = await asyncio.wait({reading}, timeout=max(remaining, 0.0))
                 if reading not in done:
-                    raise ProtocolError(503, "the server is shutting down; retry on another replica")
+                    raise Unavailable("the server is shutting down; retry on another replica")
             if reading in done:
                 return reading.result()
-            raise ProtocolError(408, f"the body did not arrive within {self.read_timeout:g} s")
+            raise RequestTimeout(f"the body did not arrive within {self.read_timeout:g} s")
         finally:
             stopping.cancel()
             reading.cancel()
