@@ -18,8 +18,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from housing_runtime import config, integrity
 from housing_runtime.errors import UserError
 from housing_runtime.model import Predictor, model_path
+from housing_runtime.serving.grpc_service import GrpcFrontEnd
 from housing_runtime.serving.messages import Model
-from housing_runtime.serving.protocol import Protocol
+from housing_runtime.serving.rest import RestAdapter
 
 if TYPE_CHECKING:  # the app imports this module; it needs App only as a type
     from housing_runtime.serving.server import App
@@ -82,19 +83,38 @@ def header_timeout_protocol(seconds: float) -> type:
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, with readiness false and bodies still arriving refused (503) from the
-    first shutdown signal."""
+    """uvicorn's server, with the gRPC front end (when there is one) started and stopped beside
+    HTTP in the same event loop, readiness false from the first shutdown signal, bodies still
+    arriving then refused (503), and gRPC calls in flight drained within ``grace`` seconds."""
 
-    def __init__(self, config_: uvicorn.Config, protocol: Protocol, app: App):
+    def __init__(
+        self, config_: uvicorn.Config, protocol: RestAdapter, app: App, grpc: GrpcFrontEnd | None, grace: float
+    ):
         super().__init__(config_)
-        self.protocol, self.app = protocol, app
+        self.protocol, self.app, self.grpc, self.grace = protocol, app, grpc, grace
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.grpc is not None and self.started and not self.should_exit:
+            await self.grpc.start(self.app.large)
+
+    async def shutdown(self, sockets=None) -> None:
+        if self.grpc is not None:
+            self.grpc.begin_stop(self.grace)  # both drain at once
+        await super().shutdown(sockets)
+        if self.grpc is not None:
+            await self.grpc.stopped_within(self.grace)
 
     def handle_exit(self, sig, frame) -> None:
         self.protocol.stopping = True
         try:
-            asyncio.get_running_loop().call_soon_threadsafe(self.app.stopping.set)
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop yet: nothing is in flight
             pass
+        else:
+            loop.call_soon_threadsafe(self.app.stopping.set)
+            if self.grpc is not None:
+                loop.call_soon_threadsafe(self.grpc.begin_stop, self.grace)
         super().handle_exit(sig, frame)
 
 
@@ -102,15 +122,17 @@ class Loader(threading.Thread):
     """Loads the models beside the serving loop: readiness is 503 until it is done. A bad
     artifact is kept as ``error`` and stops the server, whose caller then reports it."""
 
-    def __init__(self, artifacts: Path, verify: bool, protocol: Protocol):
+    def __init__(self, artifacts: Path, verify: bool, protocol: RestAdapter, grpc: GrpcFrontEnd | None = None):
         super().__init__(name="model-loader", daemon=True)
-        self.artifacts, self.verify, self.protocol = artifacts, verify, protocol
+        self.artifacts, self.verify, self.protocol, self.grpc = artifacts, verify, protocol, grpc
         self.server: Server | None = None
         self.error: UserError | None = None
 
     def run(self) -> None:
         try:
             self.protocol.load(load_models(self.artifacts, self.verify))
+            if self.grpc is not None:
+                self.grpc.serving_threadsafe()
         except UserError as err:
             self.error = err
             if self.server is not None:

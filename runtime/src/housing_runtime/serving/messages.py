@@ -1,4 +1,4 @@
-"""What the protocol layer passes around: the served ``Model`` and its V2 metadata, the request
+"""What the serving layer passes around: the served ``Model``, the request
 ``Limits``, and the ``Reply`` the server sends."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from housing_runtime import DISTRIBUTION, config, version
+from housing_runtime import DISTRIBUTION, version
 from housing_runtime.model import Predictor
 from housing_runtime.serving.errors import ServingError
 from housing_runtime.serving.options import MAX_ROWS
@@ -31,8 +31,12 @@ class Reply:
     rows: int = 0
 
 
+def json_bytes(document: object) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 def json_reply(status: int, document: object, model: str = "") -> Reply:
-    return Reply(status, json.dumps(document, separators=(",", ":")).encode(), model=model)
+    return Reply(status, json_bytes(document), model=model)
 
 
 def error_reply(err: ServingError, model: str = "") -> Reply:
@@ -53,16 +57,6 @@ class Model:
     @property
     def input_name(self) -> str:
         return self.predictor.input_name
-
-    def metadata(self) -> dict:
-        return {
-            "name": self.name,
-            "versions": [MODEL_VERSION],
-            "platform": PLATFORM,
-            "inputs": [{"name": self.input_name, "datatype": "FP32", "shape": [-1, config.N_FEATURES]}],
-            "outputs": [{"name": self.output_name, "datatype": "FP32", "shape": [-1, 1]}],
-            "parameters": {"feature_names": list(self.predictor.feature_names)},
-        }
 
 
 @dataclass

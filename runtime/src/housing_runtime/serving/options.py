@@ -8,7 +8,7 @@ import argparse
 import math
 from pathlib import Path
 
-DEFAULT_HOST, DEFAULT_PORT = "0.0.0.0", 8080
+DEFAULT_HOST, DEFAULT_PORT, DEFAULT_GRPC_PORT = "0.0.0.0", 8080, 8081
 MAX_BODY_BYTES = 64 << 20
 MAX_ROWS = 1_000_000
 READ_TIMEOUT_SECONDS = 30.0
@@ -18,7 +18,13 @@ MAX_CONCURRENCY = 64
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP port (default: %(default)s)")
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=DEFAULT_GRPC_PORT,
+        help="gRPC port, V2's inference.GRPCInferenceService and grpc.health.v1 (default: %(default)s; 0: no gRPC)",
+    )
     parser.add_argument(
         "--artifacts",
         type=Path,
@@ -61,6 +67,10 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse values no server could use, with the option's name (parser.error: one line)."""
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is not a port number (0 to 65535)")
+    if not 0 <= args.grpc_port <= 65535:
+        parser.error(f"--grpc-port {args.grpc_port} is not a port number (1 to 65535, or 0 for no gRPC)")
+    if args.grpc_port and args.grpc_port == args.port:
+        parser.error(f"--grpc-port {args.grpc_port} is --port too; give gRPC a port of its own (or 0 for none)")
     for name in ("max_body_bytes", "max_rows", "max_concurrency"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from housing_runtime import config
 from housing_runtime.errors import UserError
+from housing_runtime.serving.dataplane import DataPlane
 from housing_runtime.serving.errors import (
     InvalidRequest,
     RequestTimeout,
@@ -41,11 +42,12 @@ from housing_runtime.serving.errors import (
     Unavailable,
     UnsupportedEncoding,
 )
+from housing_runtime.serving.grpc_service import GrpcFrontEnd
 from housing_runtime.serving.lifecycle import Loader, Server, header_timeout_protocol
 from housing_runtime.serving.messages import Limits, Reply, error_reply
 from housing_runtime.serving.metrics import AccessLine, Metrics, request_path
 from housing_runtime.serving.options import MAX_BODY_BYTES, READ_TIMEOUT_SECONDS
-from housing_runtime.serving.protocol import Protocol
+from housing_runtime.serving.rest import RestAdapter
 from housing_runtime.serving.tensors import byte_count
 
 # After a shutdown signal, a body still arriving gets this long (within SHUTDOWN_SECONDS).
@@ -106,7 +108,7 @@ class App:
 
     def __init__(
         self,
-        protocol: Protocol,
+        protocol: RestAdapter,
         metrics: Metrics,
         max_body: int = MAX_BODY_BYTES,
         read_timeout: float = READ_TIMEOUT_SECONDS,
@@ -190,9 +192,21 @@ class App:
 
 def main(args: argparse.Namespace) -> int:
     """Serve until a shutdown signal; ``args`` as ``serving.options`` parses them."""
-    protocol = Protocol(limits=Limits(max_rows=args.max_rows))
-    loader = Loader(args.artifacts or config.artifacts_dir(), not args.no_verify_manifest, protocol)
-    app = App(protocol, Metrics(), args.max_body_bytes, args.read_timeout, not args.no_access_log)
+    plane = DataPlane(limits=Limits(max_rows=args.max_rows))
+    protocol, metrics = RestAdapter(plane), Metrics()
+    grpc = None
+    if args.grpc_port:
+        grpc = GrpcFrontEnd(
+            plane,
+            metrics,
+            host=args.host,
+            port=args.grpc_port,
+            max_message_bytes=args.max_body_bytes,
+            max_concurrency=args.max_concurrency,
+            log=not args.no_access_log,
+        )
+    loader = Loader(args.artifacts or config.artifacts_dir(), not args.no_verify_manifest, protocol, grpc)
+    app = App(protocol, metrics, args.max_body_bytes, args.read_timeout, not args.no_access_log)
     # Within the grace period, a body still arriving has been refused already (503).
     grace = max(SHUTDOWN_SECONDS - 1, 1)
     server = Server(
@@ -210,6 +224,8 @@ def main(args: argparse.Namespace) -> int:
         ),
         protocol,
         app,
+        grpc,
+        grace,
     )
     # A shutdown signal is the normal end of a server, not an interruption: uvicorn shuts down
     # gracefully, then re-raises the signal it caught into these handlers, which let it pass.
