@@ -10,6 +10,8 @@ VENV       ?= .venv
 BENCH_VENV ?= .venv-bench
 # make bench-serve's MLServer lives in a venv of its own too.
 SERVE_BENCH_VENV ?= .venv-serve-bench
+# The gRPC conformance client (tritonclient[grpc], which pins protobuf 6) lives in a venv of its own.
+GRPC_CLIENT_VENV ?= .venv-grpc-client
 # Measured tables for the docs: each measuring target (bench*, optimality, tables) writes its table
 # here as Markdown and JSON with provenance; the folder is committed and `make docs` includes it.
 MEASURED   ?= docs/measured
@@ -74,7 +76,7 @@ SHELL := /bin/bash
 
 # An empty variable would silently empty a prerequisite list or a path (GNU make's
 # --warn-undefined-variables does not look into prerequisites): refuse it.
-$(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV MEASURED DOCS_VENV ARTIFACTS BITS IMAGE PORT BASE_IMAGE PLATFORM WHEELHOUSE DOCKER_CONTEXT DOCKER QEMU_BINFMT \
+$(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV GRPC_CLIENT_VENV MEASURED DOCS_VENV ARTIFACTS BITS IMAGE PORT BASE_IMAGE PLATFORM WHEELHOUSE DOCKER_CONTEXT DOCKER QEMU_BINFMT \
   VARIANT SPARK_MASTER SPARK_BENCH_ROWS COMPAT_DIR NPM,\
   $(if $(strip $($(v))),,$(error $(v) is empty; give it a value or leave it unset for its default)))
 ifeq ($(filter $(BITS),2 3 4 5 6 7 8),)
@@ -277,8 +279,8 @@ score-spark: $(MANIFEST) $(VENV)/.spark-installed
 	  --input '$(INPUT)' --output '$(OUTPUT)'
 
 .PHONY: test     ## Run the tests: unit and integration (container tests run in `make docker`)
-test: $(VENV)/.test-installed
-	$(PY) -m pytest -m 'not container' $(PYTEST_ARGS)
+test: $(VENV)/.test-installed $(GRPC_CLIENT_VENV)/.installed
+	HOUSING_GRPC_CLIENT=$(GRPC_CLIENT_VENV)/bin/python $(PY) -m pytest -m 'not container' $(PYTEST_ARGS)
 
 .PHONY: lint     ## Lint: ruff and mypy on the Python, -Werror on the C, hadolint on the Dockerfile, actionlint on the workflows
 lint: $(VENV)/.lint-installed lint-native
@@ -303,8 +305,9 @@ wheels: $(IMAGE_WHEELS)/runtime.txt
 docker-context: $(CONTEXT_STAMP)
 
 .PHONY: docker   ## Build the image IMAGE for PLATFORM (linux/amd64; linux/arm64 under QEMU), then run the container tests
-docker: $(IMAGE_STAMP) $(VENV)/.test-installed
+docker: $(IMAGE_STAMP) $(VENV)/.test-installed $(GRPC_CLIENT_VENV)/.installed
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) PLATFORM=$(PLATFORM) HOUSING_REQUIRE_DOCKER=1 \
+	  HOUSING_GRPC_CLIENT=$(GRPC_CLIENT_VENV)/bin/python \
 	  $(PY) -m pytest -ra --strict-markers -m container tests/test_container.py tests/test_docker_build.py \
 	  $(if $(EMULATED),-k smoke) $(PYTEST_ARGS)
 
@@ -313,7 +316,7 @@ bench: $(MANIFEST) $(BENCH_VENV)/.installed
 	$(PY) -m benchmarks.runtime runtime --artifacts $(A) --alternatives-python $(BENCH_VENV)/bin/python \
 	  --measured $(MEASURED)
 
-.PHONY: bench-serve ## The server against MLServer 1.7 (scikit-learn): 1 and 1000 rows, JSON and binary (into MEASURED)
+.PHONY: bench-serve ## The server against MLServer 1.7 (scikit-learn): REST JSON and binary, gRPC typed and raw, 1 and 1000 rows (into MEASURED)
 bench-serve: $(MANIFEST) $(SERVE_BENCH_VENV)/.installed
 	$(PY) -m benchmarks.serve --artifacts $(A) --mlserver $(SERVE_BENCH_VENV)/bin/mlserver --measured $(MEASURED)
 
@@ -382,6 +385,13 @@ $(DOCS_VENV)/.installed: requirements-docs.txt
 $(SERVE_BENCH_VENV)/.installed: requirements-serve-bench.txt
 	$(PYTHON) -m venv $(SERVE_BENCH_VENV)
 	$(SERVE_BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-serve-bench.txt
+	touch $@
+
+# tritonclient[grpc] and its protobuf 6, every requirement pinned (requirements-grpc-client.txt).
+$(GRPC_CLIENT_VENV)/.installed: requirements-grpc-client.txt
+	$(PYTHON) -m venv $(GRPC_CLIENT_VENV)
+	$(GRPC_CLIENT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	  -r requirements-grpc-client.txt
 	touch $@
 
 # Test-only packages (Hypothesis, tritonclient, matplotlib), pinned in their own file: never in the runtime image.

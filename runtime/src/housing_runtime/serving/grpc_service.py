@@ -16,6 +16,7 @@ server's event loop, so both front ends share the models, limits, metrics and sh
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -152,9 +153,9 @@ def infer_request(request: pb.ModelInferRequest) -> InferRequest:
 def typed_contents(tensor: pb.ModelInferRequest.InferInputTensor) -> np.ndarray | None:
     """The input's typed contents as float32, or None when it gives none. Only fp32_contents
     fits an FP32 input: another field's values are refused, not converted."""
-    if not tensor.HasField("contents"):
-        return None
     contents = tensor.contents
+    if not contents.ListFields():  # absent, or empty: proto3 cannot tell them apart
+        return None
     for field, _ in contents.ListFields():
         if field.name != "fp32_contents":
             raise InvalidRequest(
@@ -203,6 +204,7 @@ class GrpcFrontEnd:
         log: bool,
     ):
         self.plane, self.metrics, self.log = plane, metrics, log
+        self.host, self.port = host, port
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.max_message_bytes, self.max_concurrency = max_message_bytes, max_concurrency
         self.health = health.aio.HealthServicer()
@@ -212,7 +214,7 @@ class GrpcFrontEnd:
 
     async def start(self, large: asyncio.Semaphore) -> None:
         """Listens, with health NOT_SERVING until the models are loaded (``serving``)."""
-        self.loop = asyncio.get_running_loop()
+        self.check_port_free()  # before grpc's core starts: a failed bind there aborts the process at exit
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", self.max_message_bytes),
@@ -227,17 +229,24 @@ class GrpcFrontEnd:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for service in ("", SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-        try:
-            server.add_insecure_port(self.address)
-        except RuntimeError:  # grpc's "Failed to bind to address"
-            raise UserError(
-                f"cannot listen for gRPC on {self.address} (the port is taken, or the address is not this "
-                "machine's); pick another --grpc-port, or 0 for no gRPC"
-            ) from None
+        server.add_insecure_port(self.address)
         await server.start()
-        self.server = server
+        self.server, self.loop = server, asyncio.get_running_loop()
         if self.plane.loaded:  # loaded before the port opened: ``serving_threadsafe`` saw no loop
             await self.serving()
+
+    def check_port_free(self) -> None:
+        """One line when the port cannot be listened on (taken, or not this machine's address)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as err:
+                raise UserError(
+                    f"cannot listen for gRPC on {self.address} ({err.strerror}); pick another --grpc-port, "
+                    "or 0 for no gRPC"
+                ) from None
 
     async def serving(self) -> None:
         """Every model is loaded and warmed: health answers SERVING (unless stopping already)."""
@@ -246,8 +255,12 @@ class GrpcFrontEnd:
 
     def serving_threadsafe(self) -> None:
         """``serving``, from the loader's thread."""
-        if self.loop is not None:
+        if self.loop is None:  # not started: ``start`` sees the models loaded
+            return
+        try:
             asyncio.run_coroutine_threadsafe(self.serving(), self.loop)
+        except RuntimeError:  # the loop has closed: the server stopped before the models loaded
+            pass
 
     def begin_stop(self, grace: float) -> None:
         """From a shutdown signal: NOT_SERVING, no new calls, those in flight get ``grace`` s."""

@@ -10,8 +10,13 @@ access-log line per request on stderr, and a clean shutdown.
 - SIGTERM (or SIGINT): readiness turns false (503), no new connections are accepted, requests
   in flight are answered (a body that has not arrived STOP_BODY_SECONDS later gets a 503),
   and the process exits within SHUTDOWN_SECONDS.
-- Slow or idle clients cannot hold the bounded connection slots: a request's line and headers
-  must arrive within the header timeout, its body within the read timeout.
+- At most --max-concurrency requests are in progress at once, from their headers received to
+  their response sent (probes and /metrics aside); one more gets a JSON 503 with Retry-After.
+  Idle connections are not requests: the header timeout closes them (``h11_connection``).
+- A request's line and headers must arrive within the header timeout (``h11_connection``),
+  its body within the read timeout (else a 408, and the connection closed).
+- Every answer carries the request's X-Request-ID (the client's, or a new one), which the
+  access-log line tells with the trace id of a W3C traceparent.
 - Large requests are decoded and predicted off the event loop, a few at a time (probes stay
   answered, and memory stays bounded by LARGE_AT_ONCE bodies); small ones inline, which is
   faster than a thread hop.
@@ -33,9 +38,11 @@ from starlette.responses import Response
 
 from housing_runtime import config
 from housing_runtime.errors import UserError
+from housing_runtime.serving.correlation import request_id_or_new, trace_id
 from housing_runtime.serving.dataplane import DataPlane
 from housing_runtime.serving.errors import (
     InvalidRequest,
+    MethodNotAllowed,
     RequestTimeout,
     ServingError,
     TooLarge,
@@ -43,10 +50,11 @@ from housing_runtime.serving.errors import (
     UnsupportedEncoding,
 )
 from housing_runtime.serving.grpc_service import GrpcFrontEnd
-from housing_runtime.serving.lifecycle import Loader, Server, header_timeout_protocol
+from housing_runtime.serving.h11_connection import HEADER_BYTES, connection_class
+from housing_runtime.serving.lifecycle import Loader, Server
 from housing_runtime.serving.messages import Limits, Reply, error_reply
-from housing_runtime.serving.metrics import AccessLine, Metrics, request_path
-from housing_runtime.serving.options import MAX_BODY_BYTES, READ_TIMEOUT_SECONDS
+from housing_runtime.serving.metrics import AccessLine, Metrics, log_server_events, request_path
+from housing_runtime.serving.options import MAX_BODY_BYTES, MAX_CONCURRENCY, READ_TIMEOUT_SECONDS
 from housing_runtime.serving.rest import RestAdapter
 from housing_runtime.serving.tensors import byte_count
 
@@ -58,6 +66,18 @@ LARGE_AT_ONCE = 2
 KEEP_ALIVE_SECONDS = 5
 SHUTDOWN_SECONDS = 10
 ENCODINGS = ("gzip", "deflate")
+# RFC 1952 allows a gzip body of several members (concatenated files); each costs a fresh
+# inflater, so their number is bounded. The first member is inflated in one call, as one string
+# (no copy to join); the others from a window that starts at GZIP_WINDOW bytes and doubles, so
+# that zlib's copy of the bytes after each member's end stays within twice the member's size.
+MAX_GZIP_MEMBERS = 1024
+GZIP_WINDOW = 64 << 10
+# Never refused for --max-concurrency: a busy server is alive (Kubernetes restarts a server
+# whose liveness probe fails), and /metrics is how an operator sees the load.
+UNCOUNTED_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+# Open connections per --max-concurrency request: idle ones are closed by the header timeout,
+# so this only bounds file descriptors; past it, a new connection gets a 503.
+CONNECTIONS_PER_REQUEST = 16
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -75,22 +95,52 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def decode(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """The body without its Content-Encoding (gzip or deflate), refused past ``limit`` bytes."""
+    """The body without its Content-Encoding (deflate, or gzip of one or more members), refused
+    past ``limit`` bytes decoded, and refused when truncated or followed by other bytes."""
     name = (encoding or "").strip().lower()
     if name in ("", "identity"):
         return body
     if name not in ENCODINGS:
         raise UnsupportedEncoding(f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none")
-    inflater = zlib.decompressobj(wbits=31 if name == "gzip" else 15)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as err:
-        raise InvalidRequest(f"the body is not valid {name} data ({err})") from None
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise TooLarge(f"the body inflates to over the limit of {limit} bytes; split the request")
-    if not inflater.eof or inflater.unused_data:
-        raise InvalidRequest(f"the body is not one complete {name} stream (truncated, or data after its end)")
-    return data
+    wbits, members = (31, MAX_GZIP_MEMBERS) if name == "gzip" else (15, 1)
+    rest, parts, size = memoryview(body), [], 0
+    for member in range(members):
+        data, rest = inflate(rest, wbits, limit - size, name, first=member == 0)  # the room left
+        parts.append(data)
+        size += len(data)
+        if size > limit:
+            raise TooLarge(f"the body inflates to over the limit of {limit} bytes; split the request")
+        if not rest:
+            return b"".join(parts)
+    if name == "gzip":
+        raise InvalidRequest(f"the body has over {MAX_GZIP_MEMBERS} gzip members; compress it as one")
+    raise incomplete(name)
+
+
+def inflate(stream: memoryview, wbits: int, room: int, name: str, first: bool) -> tuple[bytes, memoryview]:
+    """The first zlib or gzip stream in ``stream`` and the bytes after it. Decoding stops past
+    ``room`` bytes: what it returns is then longer than ``room``."""
+    inflater = zlib.decompressobj(wbits=wbits)
+    parts, size, read, window_bytes = [], 0, 0, len(stream) if first else GZIP_WINDOW
+    while not inflater.eof and size <= room:
+        window = stream[read : read + window_bytes]
+        window_bytes *= 2
+        if not window:
+            raise incomplete(name)
+        try:
+            data = inflater.decompress(window, room - size + 1)
+        except zlib.error as err:
+            raise (
+                InvalidRequest(f"the body is not valid {name} data ({err})") if first else incomplete(name)
+            ) from None
+        parts.append(data)
+        size += len(data)
+        read += len(window) - len(inflater.unused_data)  # all of it, until the end of the stream
+    return b"".join(parts), stream[read:]
+
+
+def incomplete(name: str) -> InvalidRequest:
+    return InvalidRequest(f"the body is not one complete {name} stream (truncated, or data after its end)")
 
 
 def is_large(request: Request) -> bool:
@@ -104,7 +154,8 @@ def is_large(request: Request) -> bool:
 
 class App:
     """The ASGI application: every method and path goes to ``protocol`` (so that even an unknown
-    method or route is a JSON 4xx), except GET /metrics."""
+    method or route is a JSON 4xx), except /metrics. At most ``max_concurrency`` requests are in
+    progress, from their headers received to their response sent; the one beyond gets a 503."""
 
     def __init__(
         self,
@@ -113,6 +164,7 @@ class App:
         max_body: int = MAX_BODY_BYTES,
         read_timeout: float = READ_TIMEOUT_SECONDS,
         log: bool = True,
+        max_concurrency: int = MAX_CONCURRENCY,
     ):
         self.protocol, self.metrics, self.max_body, self.read_timeout, self.log = (
             protocol,
@@ -121,6 +173,8 @@ class App:
             read_timeout,
             log,
         )
+        self.max_concurrency = max_concurrency
+        self.active = 0  # requests admitted and not yet answered
         self.large = asyncio.Semaphore(LARGE_AT_ONCE)
         self.stopping = asyncio.Event()
 
@@ -128,24 +182,60 @@ class App:
         if scope["type"] != "http":  # lifespan is off; websockets are not served
             return
         request = Request(scope, receive)
-        start = time.perf_counter()
         path = request_path(request)
-        if path == "/metrics" and request.method in ("GET", "HEAD"):
-            response = Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-            await response(scope, receive, send)
-            return
+        if path in UNCOUNTED_PATHS:
+            await self.serve(request, path, send)
+        elif self.active >= self.max_concurrency:
+            busy = Unavailable(f"the server is answering {self.max_concurrency} requests (--max-concurrency); retry")
+            await self.serve(request, path, send, refusal=busy)
+        else:
+            self.active += 1
+            try:
+                await self.serve(request, path, send)
+            finally:
+                self.active -= 1
+
+    async def serve(self, request: Request, path: str, send, refusal: ServingError | None = None) -> None:
+        """Answer one request (with ``refusal`` if given), count and log it, and send the answer."""
+        start = time.perf_counter()
+        reply = error_reply(refusal) if refusal is not None else await self.reply(request, path)
+        request_id = request_id_or_new(request.headers.get("x-request-id"))
+        reply.headers["X-Request-ID"] = request_id
+        if reply.status == 503:
+            reply.headers["Retry-After"] = str(Unavailable.retry_after_seconds)
+        if reply.status == 408:  # the rest of a late body must not be read as the next request
+            reply.headers["Connection"] = "close"
+        client = request.client.host if request.client else ""
+        seconds = time.perf_counter() - start
+        traced = trace_id(request.headers.get("traceparent"))
+        self.record(
+            AccessLine(
+                "http", client, request.method, path, reply.status, reply.model, reply.rows, seconds, request_id, traced
+            )
+        )
+        response = Response(reply.body, reply.status, headers=reply.headers, media_type=reply.content_type)
+        await response(request.scope, request.receive, send)
+
+    def record(self, line: AccessLine) -> None:
+        """Count one answered request and log it; also the connection's own answers (431, ...)."""
+        self.metrics.record("http", line.model, str(line.status), line.seconds, line.rows)
+        if self.log:
+            line.write()
+
+    async def reply(self, request: Request, path: str) -> Reply:
+        if path == "/metrics":
+            return self.metrics_reply(request.method)
         if is_large(request):
             async with self.large:
-                reply = await self.answer(request, path, in_thread=True)
-        else:
-            reply = await self.answer(request, path, in_thread=False)
-        seconds = time.perf_counter() - start
-        self.metrics.record("http", reply.model, str(reply.status), seconds, reply.rows)
-        if self.log:
-            client = request.client.host if request.client else ""
-            AccessLine("http", client, request.method, path, reply.status, reply.model, reply.rows, seconds).write()
-        response = Response(reply.body, reply.status, headers=reply.headers, media_type=reply.content_type)
-        await response(scope, receive, send)
+                return await self.answer(request, path, in_thread=True)
+        return await self.answer(request, path, in_thread=False)
+
+    def metrics_reply(self, method: str) -> Reply:
+        if method not in ("GET", "HEAD"):
+            reply = error_reply(MethodNotAllowed(f"method {method} is not allowed here; use GET"))
+            reply.headers["Allow"] = "GET, HEAD"
+            return reply
+        return Reply(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
 
     async def answer(self, request: Request, path: str, in_thread: bool) -> Reply:
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -206,7 +296,7 @@ def main(args: argparse.Namespace) -> int:
             log=not args.no_access_log,
         )
     loader = Loader(args.artifacts or config.artifacts_dir(), not args.no_verify_manifest, protocol, grpc)
-    app = App(protocol, metrics, args.max_body_bytes, args.read_timeout, not args.no_access_log)
+    app = App(protocol, metrics, args.max_body_bytes, args.read_timeout, not args.no_access_log, args.max_concurrency)
     # Within the grace period, a body still arriving has been refused already (503).
     grace = max(SHUTDOWN_SECONDS - 1, 1)
     server = Server(
@@ -214,13 +304,15 @@ def main(args: argparse.Namespace) -> int:
             app,
             host=args.host,
             port=args.port,
-            log_level="warning",
+            log_config=None,  # log_server_events: JSON lines, errors only
+            log_level="error",
             access_log=False,
             lifespan="off",
-            limit_concurrency=args.max_concurrency,
+            limit_concurrency=None,  # the app counts requests; idle connections are no requests
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             timeout_graceful_shutdown=grace,
-            http=header_timeout_protocol(args.header_timeout),
+            h11_max_incomplete_event_size=HEADER_BYTES,
+            http=connection_class(args.header_timeout, CONNECTIONS_PER_REQUEST * args.max_concurrency, app.record),
         ),
         protocol,
         app,
@@ -232,13 +324,15 @@ def main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
     signal.signal(signal.SIGHUP, server.handle_exit)  # uvicorn leaves SIGHUP alone: the same graceful stop
+    log_server_events()
     loader.server = server
     loader.start()
     try:
         server.run()
     except OSError as err:  # the port is taken, or the address is not this machine's
         raise UserError(f"cannot listen on {args.host}:{args.port} ({err.strerror}); pick another --port") from None
-    loader.join()
+    finally:
+        loader.join()  # an exit while onnxruntime is still loading a model aborts the process
     if loader.error is not None:
         raise loader.error
     if not server.started:

@@ -1,0 +1,201 @@
+"""`serve`'s V2 gRPC front end: tritonclient[grpc]'s conformance, the standard health service,
+every refusal's code and words, request ids, metrics, readiness while loading, and the drain on
+SIGTERM. The same checks run against the image (tests/test_container.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import grpc_checks
+from helpers import write_synthetic_artifacts
+from housing_runtime.serving.proto import grpc_predict_v2_pb2 as pb
+from pipeline import config
+from server_checks import free_port, request, serve_command, wait_ready
+
+pytestmark = pytest.mark.network  # 127.0.0.1 only, bounded
+DRAIN_SECONDS = 10
+
+
+@pytest.fixture(scope="module")
+def art(tmp_path_factory):
+    return write_synthetic_artifacts(tmp_path_factory.mktemp("grpc") / "artifacts")
+
+
+def start(art, grpc_port: int, *args: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    command = serve_command(art, port, "--grpc-port", str(grpc_port), *args)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_ready(port, process, "the server", 60)
+    return process, port
+
+
+@pytest.fixture(scope="module")
+def served(art):
+    """A server with gRPC on a free port, its HTTP port, and its stderr (the access log)."""
+    grpc_port = free_port()
+    process, port = start(art, grpc_port, "--max-rows", "5000", "--max-body-bytes", "2000000")
+    yield grpc_port, port
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=20)
+
+
+def reference(art):
+    def predict(variant: str, X: np.ndarray) -> np.ndarray:
+        sess = ort.InferenceSession(str(art / config.ONNX_NAMES[variant]), providers=["CPUExecutionProvider"])
+        return sess.run(None, {sess.get_inputs()[0].name: X})[0].reshape(-1)
+
+    return predict
+
+
+@pytest.mark.parametrize("model", config.MODEL_VARIANTS)
+def test_tritonclient_grpc_conformance_raw_and_typed(served, art, model, tmp_path):
+    grpc_checks.check_tritonclient_conformance(served[0], model, reference(art), tmp_path)
+
+
+def test_health_service_answers_serving_once_loaded(served):
+    grpc_checks.check_health(served[0])
+
+
+@pytest.mark.parametrize("code,request_,words", grpc_checks.BAD_INFERS, ids=[w for _, _, w in grpc_checks.BAD_INFERS])
+def test_every_refusal_gets_its_code_and_words(served, code, request_, words):
+    grpc_checks.check_bad_infer(served[0], code, request_, words)
+
+
+def test_unknown_models_and_versions_are_not_found(served):
+    grpc_checks.check_unknown_models(served[0])
+
+
+def test_request_id_is_echoed_or_made(served):
+    call = grpc_checks.stub(served[0]).ServerLive
+    _, given = call.with_call(pb.ServerLiveRequest(), metadata=(("x-request-id", "req-42"),), timeout=10)
+    assert ("x-request-id", "req-42") in [(m.key, m.value) for m in given.initial_metadata()]
+    _, made = call.with_call(pb.ServerLiveRequest(), metadata=(("x-request-id", "bad id"),), timeout=10)
+    made_id = dict((m.key, m.value) for m in made.initial_metadata())["x-request-id"]
+    assert len(made_id) == 32 and made_id != "bad id"
+
+
+def test_metrics_count_grpc_calls_by_protocol(served):
+    grpc_port, port = served
+    grpc_checks.stub(grpc_port).ServerReady(pb.ServerReadyRequest(), timeout=10)
+    grpc_checks.check_bad_infer(grpc_port, *grpc_checks.BAD_INFERS[-4])  # NOT_FOUND: unknown model
+    text = request(port, "GET", "/metrics")[2].decode()
+    assert 'housing_requests_total{code="OK",model="",protocol="grpc"}' in text
+    assert 'housing_requests_total{code="NOT_FOUND",model="unknown",protocol="grpc"}' in text
+
+
+def test_a_taken_grpc_port_is_one_line_and_exit_2(art):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        grpc_port = taken.getsockname()[1]
+        out = subprocess.run(
+            serve_command(art, free_port(), "--grpc-port", str(grpc_port)), capture_output=True, text=True, timeout=60
+        )
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"housing-runtime: error: cannot listen for gRPC on 127.0.0.1:{grpc_port}")
+    )
+    assert "Traceback" not in out.stderr
+
+
+def test_grpc_port_must_differ_from_the_http_port(art):
+    port = free_port()
+    out = subprocess.run(serve_command(art, port, "--grpc-port", str(port)), capture_output=True, text=True)
+    assert out.returncode == 2 and "give gRPC a port of its own" in out.stderr
+
+
+def test_sigterm_turns_health_not_serving_drains_calls_and_exits_0(art):
+    """A health watcher sees NOT_SERVING; calls in flight are answered, later ones refused
+    UNAVAILABLE (never another code); the process exits 0 within the drain."""
+    grpc_port = free_port()
+    process, _ = start(art, grpc_port)
+    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    codes: list = []
+    X = np.ones((20000, 8), np.float32)
+    call = pb.ModelInferRequest(
+        model_name="float", inputs=[grpc_checks.tensor((20000, 8))], raw_input_contents=[X.tobytes()]
+    )
+
+    def infer_until_refused() -> None:
+        stub = grpc_checks.stub(grpc_port)
+        for _ in range(200):
+            try:
+                stub.ModelInfer(call, timeout=10)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as err:
+                codes.append(err.code())
+                return
+
+    clients = [threading.Thread(target=infer_until_refused) for _ in range(2)]
+    for thread in clients:
+        thread.start()
+    time.sleep(0.5)
+    start_stop = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    statuses = [update.status for update in watch_until_closed(watch)]
+    assert process.wait(timeout=DRAIN_SECONDS + 5) == 0
+    assert time.monotonic() - start_stop < DRAIN_SECONDS
+    for thread in clients:
+        thread.join(timeout=15)
+    assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
+    assert codes.count(grpc.StatusCode.OK) >= 2
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, codes
+
+
+def watch_until_closed(watch):
+    try:
+        yield from watch
+    except grpc.RpcError:  # the server went away: the stream ends
+        return
+
+
+def test_not_ready_while_loading_then_serving(art):
+    """In process: before the models are loaded, calls are UNAVAILABLE and health NOT_SERVING;
+    once loaded, SERVING and answered."""
+    from housing_runtime.serving.dataplane import DataPlane
+    from housing_runtime.serving.grpc_service import GrpcFrontEnd
+    from housing_runtime.serving.lifecycle import load_models
+    from housing_runtime.serving.metrics import Metrics
+
+    async def scenario() -> None:
+        plane, port = DataPlane(), free_port()
+        front = GrpcFrontEnd(
+            plane, Metrics(), host="127.0.0.1", port=port, max_message_bytes=1 << 20, max_concurrency=4, log=False
+        )
+        await front.start(asyncio.Semaphore(2))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            infer = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer",
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            row = pb.ModelInferRequest(model_name="uint8", inputs=[grpc_checks.tensor(values=grpc_checks.ROW)])
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await infer(row)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "still loading" in refused.value.details()
+            check = health_pb2.HealthCheckRequest(service="")
+            assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            plane.load(load_models(art, verify=True))
+            await front.serving()
+            assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING
+            assert (await infer(row)).outputs[0].shape == [1, 1]
+        await front.stopped_within(1)
+
+    asyncio.run(scenario())
