@@ -49,13 +49,14 @@ RUN /opt/pip/bin/pip --python /opt/venv/bin/python install --no-index --find-lin
         --no-compile --disable-pip-version-check -c /wheelhouse/runtime.txt "housing-runtime[serve]"
 # Pruned: every script but housing-runtime and python itself; onnxruntime's C-API library (the
 # Python binding does not link it) and its training, quantization and transformer tools;
-# numpy's f2py, typing stubs, headers and tests.
+# numpy's f2py, typing stubs, headers and tests; grpc's legacy beta API and its framework (the
+# server uses grpc.aio; its 17 MB core library is stripped already).
 WORKDIR /opt/venv
 RUN find bin -mindepth 1 ! -name housing-runtime ! -name 'python*' -delete \
  && rm -f lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* \
  && for part in onnxruntime/tools onnxruntime/transformers onnxruntime/quantization onnxruntime/datasets \
         onnxruntime/backend numpy/f2py numpy/typing numpy/_pyinstaller numpy/_core/include \
-        numpy/_core/lib/pkgconfig; do \
+        numpy/_core/lib/pkgconfig grpc/beta grpc/framework; do \
       rm -rf lib/python3*/site-packages/"$part"; \
     done \
  && find . -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} + \
@@ -75,6 +76,8 @@ ENV PATH=/opt/venv/bin:${PATH} \
     ORT_DISABLE_TELEMETRY=1 \
     ARTIFACTS=/app/artifacts
 WORKDIR /app
+# serve's HTTP (V2 REST) and gRPC (V2 GRPCInferenceService, grpc.health.v1) ports.
+EXPOSE 8080 8081
 # A numeric non-root user: needs no /etc/passwd entry, so any base works.
 USER 10001:10001
 ENTRYPOINT ["housing-runtime"]

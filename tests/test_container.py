@@ -143,18 +143,20 @@ def test_smoke_predicts_the_bundled_sample():
 
 
 def test_smoke_serve_answers_ready():
-    """`IMAGE serve` on a free port of the host's network answers /v2/health/ready; the
-    container is stopped by its id whatever happens."""
+    """`IMAGE serve` on free ports of the host's network answers /v2/health/ready, and its gRPC
+    health service SERVING; the container is stopped by its id whatever happens."""
+    import grpc_checks
     import server_checks
 
-    port = server_checks.free_port()
-    serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    port, grpc_port = server_checks.free_port(), server_checks.free_port()
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port)]
     started = docker("run", "-d", "--read-only", "--network", "host", *PLATFORM_ARGS, IMAGE, *serve)
     assert started.returncode == 0, started.stderr
     container = started.stdout.decode().strip()
     try:
         ready = answers_ready(port, container, SMOKE_READY_SECONDS)
         assert ready, docker("logs", container).stderr.decode()[-2000:]
+        grpc_checks.check_health(grpc_port)
     finally:
         docker("rm", "-f", container)
 
@@ -289,7 +291,7 @@ def served(tmp_path_factory):
     image's own model files (for the reference predictions)."""
     import server_checks
 
-    port = server_checks.free_port()
+    port, grpc_port = server_checks.free_port(), server_checks.free_port()
     started = docker(
         "run",
         "-d",
@@ -305,6 +307,10 @@ def served(tmp_path_factory):
         str(port),
         "--max-rows",
         "5000",
+        "--grpc-port",
+        str(grpc_port),
+        "--max-body-bytes",
+        "2000000",
     )
     assert started.returncode == 0, started.stderr
     container = started.stdout.decode().strip()
@@ -316,7 +322,7 @@ def served(tmp_path_factory):
         docker("rm", "-f", container)
         raise
     client = server_checks.triton.InferenceServerClient(f"127.0.0.1:{port}")
-    yield container, port, client, models
+    yield container, port, client, models, grpc_port
     docker("rm", "-f", container)
 
 
@@ -326,12 +332,29 @@ def test_the_image_passes_the_servers_conformance_checks(served):
     onnxruntime on the image's own model files; and every bad request's 4xx."""
     import server_checks
 
-    _, port, client, models = served
+    _, port, client, models, _ = served
     server_checks.check_health_and_metadata(client)
     for rows, binary_in, binary_out in server_checks.INFER_MODES:
         server_checks.check_infer(client, lambda v, X: host_predictions(models[v], X), rows, binary_in, binary_out)
     for case in server_checks.BAD_REQUESTS:
         server_checks.check_bad_request(port, *case)
+
+
+def test_the_image_passes_the_grpc_conformance_checks(served, tmp_path):
+    """The host's gRPC checks (tests/grpc_checks.py) against the container: tritonclient[grpc]'s
+    metadata and raw and typed infer equal to the host's onnxruntime on the image's own model
+    files, the health service, and every refusal's code and words."""
+    import grpc_checks
+
+    _, _, _, models, grpc_port = served
+    for variant in config.MODEL_VARIANTS:
+        grpc_checks.check_tritonclient_conformance(
+            grpc_port, variant, lambda v, X: host_predictions(models[v], X), tmp_path
+        )
+    grpc_checks.check_health(grpc_port)
+    grpc_checks.check_unknown_models(grpc_port)
+    for case in grpc_checks.BAD_INFERS:
+        grpc_checks.check_bad_infer(grpc_port, *case)
 
 
 def test_sigterm_under_load_answers_every_request_and_exits_cleanly(served):
@@ -343,7 +366,7 @@ def test_sigterm_under_load_answers_every_request_and_exits_cleanly(served):
 
     import server_checks
 
-    container, port, _, _ = served
+    container, port, _, _, _ = served
     body = server_checks.infer_body(server_checks.ROW)
     statuses, stop_sending = [], threading.Event()
 

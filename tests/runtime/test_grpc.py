@@ -79,9 +79,9 @@ def test_unknown_models_and_versions_are_not_found(served):
 def test_request_id_is_echoed_or_made(served):
     call = grpc_checks.stub(served[0]).ServerLive
     _, given = call.with_call(pb.ServerLiveRequest(), metadata=(("x-request-id", "req-42"),), timeout=10)
-    assert ("x-request-id", "req-42") in [(m.key, m.value) for m in given.initial_metadata()]
+    assert ("x-request-id", "req-42") in [(m.key, m.value) for m in given.trailing_metadata()]
     _, made = call.with_call(pb.ServerLiveRequest(), metadata=(("x-request-id", "bad id"),), timeout=10)
-    made_id = dict((m.key, m.value) for m in made.initial_metadata())["x-request-id"]
+    made_id = dict((m.key, m.value) for m in made.trailing_metadata())["x-request-id"]
     assert len(made_id) == 32 and made_id != "bad id"
 
 

@@ -7,7 +7,8 @@ server's event loop, so both front ends share the models, limits, metrics and sh
   came raw the predictions go back raw (``raw_output_contents``), as Triton does.
 - Refusals are the data plane's named errors, each with its own gRPC code and the same one line
   as over HTTP (``errors``); client input never gets UNKNOWN or INTERNAL.
-- ``x-request-id`` metadata is echoed in the answer's initial metadata (one is made when absent),
+- ``x-request-id`` metadata is echoed in the answer's trailing metadata (one is made when absent;
+  trailers go out with the status, where initial metadata would cost a send of its own),
   and a W3C ``traceparent``'s trace id goes to the access-log line, as over HTTP.
 - Health answers NOT_SERVING until every model is loaded and warmed, and again from the first
   shutdown signal; the server then stops taking calls and drains those in flight.
@@ -93,7 +94,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         start = time.perf_counter()
         metadata = dict(context.invocation_metadata() or ())
         request_id = request_id_or_new(metadata.get("x-request-id"))
-        await context.send_initial_metadata((("x-request-id", request_id),))
+        context.set_trailing_metadata((("x-request-id", request_id),))
         code, message, rows, result = "OK", "", 0, None
         try:
             if in_thread:
