@@ -87,9 +87,9 @@ def test_version_comes_from_the_installed_metadata():
 
 
 def test_the_server_reports_the_distributions_version():
-    from housing_runtime.serving.protocol import Protocol
+    from housing_runtime.serving.rest import RestAdapter
 
-    reply = Protocol().handle("GET", "/v2", {}, b"")
+    reply = RestAdapter().handle("GET", "/v2", {}, b"")
     assert json.loads(reply.body)["version"] == metadata.version("housing-runtime")
 
 

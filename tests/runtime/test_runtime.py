@@ -228,9 +228,9 @@ with contextlib.redirect_stdout(io.StringIO()) as buf:
     cli.main(["--artifacts", sys.argv[1]])
 assert buf.getvalue().startswith("prediction\\n"), buf.getvalue()
 if sys.argv[2:] == ["server"]:  # and what serving adds: the server module and its protocol
-    from housing_runtime.serving import lifecycle, metrics, protocol, server
-    server.App(protocol.Protocol(lifecycle.load_models(__import__("pathlib").Path(sys.argv[1]), True)),
-               metrics.Metrics())
+    from housing_runtime.serving import dataplane, grpc_service, lifecycle, metrics, rest, server
+    models = lifecycle.load_models(__import__("pathlib").Path(sys.argv[1]), True)
+    server.App(rest.RestAdapter(dataplane.DataPlane(models)), metrics.Metrics())
 print(json.dumps({name: getattr(module, "__file__", None) for name, module in sys.modules.items()}))
 """
 # The server's stack (requirements.txt), as import names: only `serve` loads them.
@@ -244,6 +244,10 @@ SERVER_STACK = {
     "click",
     "typing_extensions",
     "sniffio",
+    "grpc",
+    "grpc_health",
+    "grpc_tools",  # grpc looks for it (runtime proto compilation) when installed: here, a test requirement
+    "orjson",
 }
 
 

@@ -244,13 +244,13 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408(strict_server):
 
 
 def test_readiness_is_false_until_the_models_are_loaded_and_once_shutdown_begins(art):
-    """Protocol-level: what loading and the server's shutdown flag do to readiness (the loading
+    """Adapter-level: what loading and the server's shutdown flag do to readiness (the loading
     takes a fraction of a second, too short to catch over HTTP reliably)."""
     from housing_runtime.model import Predictor
     from housing_runtime.serving.messages import Model
-    from housing_runtime.serving.protocol import Protocol
+    from housing_runtime.serving.rest import RestAdapter
 
-    protocol = Protocol()
+    protocol = RestAdapter()
     assert protocol.handle("GET", "/v2/health/ready", {}, b"").status == 503
     loading = protocol.handle("POST", "/v2/models/uint8/infer", {}, infer_body(ROW))
     assert loading.status == 503 and b"still loading" in loading.body

@@ -61,6 +61,13 @@ class HeadersTooLarge(ServingError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
 
+class VersionNotSupported(ServingError):
+    """An HTTP version other than 1.0 or 1.1 in the request line (HTTP only)."""
+
+    http_status = 505
+    grpc_code = "UNIMPLEMENTED"
+
+
 class Unavailable(ServingError):
     """Not ready yet (models loading), shutting down, or at --max-concurrency: retry later."""
 

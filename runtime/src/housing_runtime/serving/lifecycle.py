@@ -1,19 +1,16 @@
 """The server's start and stop: the models loaded and warmed beside the serving loop (readiness
-answers 503 until then), the header timeout on each connection, and the graceful stop on a
-shutdown signal."""
+answers 503 until then), and the graceful stop on a shutdown signal. What uvicorn's connections
+must do besides (the header timeout, header limits) is ``h11_connection``'s."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import h11
 import numpy as np
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from housing_runtime import config, integrity
 from housing_runtime.errors import UserError
@@ -37,49 +34,6 @@ def load_models(artifacts: Path, verify: bool) -> dict[str, Model]:
         predictor.predict(np.zeros((1, config.N_FEATURES), np.float32))
         models[variant] = Model(variant, predictor)
     return models
-
-
-def header_timeout_protocol(seconds: float) -> type:
-    """uvicorn's h11 protocol, closing a connection that has not sent a whole request line and
-    headers within ``seconds`` of opening (or of its last response): uvicorn itself waits
-    forever, so idle sockets could hold every connection slot."""
-
-    class HeaderTimeoutProtocol(H11Protocol):
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self.header_timer = self.loop.call_later(seconds, self.header_timeout)
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self.header_timer.cancel()
-            self.header_timer = self.loop.call_later(seconds, self.header_timeout)
-
-        def connection_lost(self, exc) -> None:
-            self.header_timer.cancel()
-            super().connection_lost(exc)
-
-        def send_400_response(self, msg: str) -> None:
-            """Bytes that are not HTTP: the same JSON error as every other 4xx, not uvicorn's text."""
-            body = json.dumps({"error": f"the request is not valid HTTP/1.1 ({msg.rstrip('.')})"}).encode()
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"connection", b"close"),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            for event in (
-                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
-                h11.Data(data=body),
-                h11.EndOfMessage(),
-            ):
-                self.transport.write(self.conn.send(event))
-            self.transport.close()
-
-        def header_timeout(self) -> None:
-            in_request = self.cycle is not None and not self.cycle.response_complete
-            if not in_request and not self.transport.is_closing():
-                self.transport.close()
-
-    return HeaderTimeoutProtocol
 
 
 class Server(uvicorn.Server):

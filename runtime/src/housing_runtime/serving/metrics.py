@@ -1,9 +1,11 @@
 """What the server tells operators: Prometheus counters and latency histograms (at /metrics),
-and one JSON access-log line per request on stderr."""
+one JSON access-log line per request on stderr, and uvicorn's and asyncio's own errors as JSON
+lines there too, so that every line of stderr parses as JSON."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -79,8 +81,40 @@ class AccessLine:
 def request_path(request: Request) -> str:
     """The path as sent, not percent-decoded (so /v2/models/a%2Fready is no route), and without
     the scheme and host of an absolute-form target (GET http://host/v2/...)."""
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    path = raw.decode("latin-1")
+    return target_path(request.scope.get("raw_path") or request.url.path.encode())
+
+
+def target_path(target: bytes) -> str:
+    """The path of a request target as sent: no query, no scheme and host."""
+    path = target.partition(b"?")[0].decode("latin-1")
     if path.startswith(("http://", "https://")):
         path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
     return path
+
+
+class JsonLines(logging.Formatter):
+    """A log record as one JSON line: time, level, logger, message (and a traceback, escaped)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def log_server_events(loggers: tuple[str, ...] = ("uvicorn", "asyncio")) -> None:
+    """Errors of uvicorn and asyncio (a bug in the app, a port taken) as JSON lines on stderr.
+    Their warnings are about single requests, which the access log already tells, in JSON:
+    uvicorn's "Invalid HTTP request received" is a 400 line there."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    for name in loggers:
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False  # not to the root logger's plain text
+        logger.setLevel(logging.ERROR)

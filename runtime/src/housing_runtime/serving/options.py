@@ -46,7 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-concurrency",
         type=int,
         default=MAX_CONCURRENCY,
-        help="connections served at once; more get 503 (default: %(default)s)",
+        help=(
+            "requests in progress at once, on HTTP and on gRPC each (idle connections are not "
+            "requests); over HTTP, one more gets 503 with Retry-After (default: %(default)s)"
+        ),
     )
     parser.add_argument(
         "--read-timeout",

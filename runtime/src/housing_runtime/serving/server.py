@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import socket
 import time
 import zlib
 
@@ -280,6 +281,19 @@ class App:
             reading.cancel()
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The HTTP port, bound (uvicorn listens on it); one line when it is taken or not this
+    machine's address."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({err.strerror}); pick another --port") from None
+    return sock
+
+
 def main(args: argparse.Namespace) -> int:
     """Serve until a shutdown signal; ``args`` as ``serving.options`` parses them."""
     plane = DataPlane(limits=Limits(max_rows=args.max_rows))
@@ -325,14 +339,14 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: None)
     signal.signal(signal.SIGHUP, server.handle_exit)  # uvicorn leaves SIGHUP alone: the same graceful stop
     log_server_events()
+    listening = listen(args.host, args.port)  # here, not in uvicorn: its own failure is a log line and exit 3
     loader.server = server
     loader.start()
     try:
-        server.run()
-    except OSError as err:  # the port is taken, or the address is not this machine's
-        raise UserError(f"cannot listen on {args.host}:{args.port} ({err.strerror}); pick another --port") from None
+        server.run(sockets=[listening])
     finally:
         loader.join()  # an exit while onnxruntime is still loading a model aborts the process
+        listening.close()
     if loader.error is not None:
         raise loader.error
     if not server.started:
