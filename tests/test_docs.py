@@ -317,3 +317,37 @@ def test_the_readme_curl_example_answers_what_it_shows(built):
     finally:
         server.terminate()
         assert server.wait(timeout=15) == 0
+
+
+def serving_python_example() -> tuple[str, str]:
+    """docs/serving.md's tritonclient[grpc] example, and the answer its last line shows."""
+    text = (REPO / "docs" / "serving.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", text, re.S)
+    assert code, "docs/serving.md has no Python example"
+    shown = re.search(r"# (\[\[.*\]\])\s*$", code.group(1))
+    assert shown, code.group(1)
+    return code.group(1), shown.group(1)
+
+
+@pytest.mark.integration
+def test_the_serving_pages_grpc_example_prints_what_it_shows(built):
+    """The tritonclient[grpc] example of docs/serving.md, run as written (its port changed to the
+    test server's) in tritonclient's venv against a server on a fresh build."""
+    import subprocess
+
+    from grpc_checks import client_python
+    from server_checks import free_port, serve_command, wait_ready
+
+    code, shown = serving_python_example()
+    port, grpc_port = free_port(), free_port()
+    command = serve_command(built, port, "--no-access-log", "--grpc-port", str(grpc_port))
+    server = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE)
+    try:
+        wait_ready(port, server, "the server")
+        example = code.replace("localhost:8081", f"127.0.0.1:{grpc_port}")
+        out = subprocess.run([client_python(), "-c", example], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == shown
+    finally:
+        server.terminate()
+        assert server.wait(timeout=15) == 0

@@ -196,3 +196,10 @@ def test_not_ready_while_loading_then_serving(art):
         await front.stopped_within(1)
 
     asyncio.run(scenario())
+
+
+def test_the_repository_rpcs_are_unimplemented(served):
+    """The models are fixed at start-up: the proto's load and unload answer UNIMPLEMENTED."""
+    with pytest.raises(grpc.RpcError) as refused:
+        grpc_checks.stub(served[0]).RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="uint8"), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -36,12 +36,22 @@ class Metrics:
             registry=self.registry,
         )
         self.rows = Counter("housing_rows_predicted", "Rows predicted", ["model"], registry=self.registry)
+        # Each label set's series, found once: prometheus-client's labels() takes a lock and
+        # checks its arguments on every call, a few microseconds a request. The label values
+        # are bounded (the served models and "unknown", the statuses), and so is this cache.
+        self.series: dict[tuple[str, str, str], tuple] = {}
 
     def record(self, protocol: str, model: str, code: str, seconds: float, rows: int = 0) -> None:
-        self.requests.labels(protocol, model, code).inc()
-        self.latency.labels(protocol, model).observe(seconds)
+        key = (protocol, model, code)
+        series = self.series.get(key)
+        if series is None:
+            series = (self.requests.labels(*key), self.latency.labels(protocol, model), self.rows.labels(model))
+            self.series[key] = series
+        requests, latency, predicted = series
+        requests.inc()
+        latency.observe(seconds)
         if rows:
-            self.rows.labels(model).inc(rows)
+            predicted.inc(rows)
 
 
 @dataclass
