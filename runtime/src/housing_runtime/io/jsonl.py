@@ -1,10 +1,9 @@
 """JSON Lines, one object of the 8 features per line -> ``Batch``es in model feature order.
-Plain chunks take the compiled parser or one json.loads per chunk; anything else is parsed
+Plain chunks take the compiled parser or one loads_json per chunk; anything else is parsed
 line by line, which names the exact line and fault."""
 
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import Iterator
 from typing import IO
@@ -14,13 +13,13 @@ import numpy as np
 from housing_runtime import validate
 from housing_runtime.errors import UserError
 from housing_runtime.io import native
-from housing_runtime.io.json_values import parse_json
+from housing_runtime.io.json_values import loads_json, parse_json
 from housing_runtime.io.lines import block_rows, line_blocks, without_blank_lines
 from housing_runtime.validate import Batch
 
 
 def fast_json_lines(lines: list[str], n_keys: int) -> list | None:
-    """Each line's JSON object, by one json.loads over the chunk as an array, or None.
+    """Each line's JSON object, by one loads_json over the chunk as an array, or None.
 
     Kept only when it gives one object of ``n_keys`` distinct keys per line and the text holds
     exactly ``n_keys`` colons per line: then no key was given twice (json would silently keep
@@ -31,8 +30,8 @@ def fast_json_lines(lines: list[str], n_keys: int) -> list | None:
         return None
     text = "[" + ",".join(lines) + "]"
     try:
-        records = json.loads(text)
-    except (ValueError, RecursionError):
+        records = loads_json(text)
+    except UserError:
         return None
     # Checked by map and set, at C speed: this runs on every row.
     if (
