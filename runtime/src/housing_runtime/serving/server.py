@@ -284,7 +284,11 @@ class App:
 def listen(host: str, port: int) -> socket.socket:
     """The HTTP port, bound (uvicorn listens on it); one line when it is taken or not this
     machine's address."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, as getaddrinfo names it for uvicorn's own sockets: asyncio sets
+    # TCP_NODELAY only on sockets that say so, and without it every keep-alive answer waits
+    # 40 ms on Nagle and a delayed ACK (headers and body go out as two writes).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
     try:
         sock.bind((host, port))
