@@ -442,3 +442,18 @@ def test_every_stderr_line_is_json_and_every_refused_request_has_one(art, tmp_pa
     statuses = sorted(line["status"] for line in lines if line.get("path") != "/v2/health/ready")
     # the two probes, noise, HTTP/9.9, smuggling, headers, busy, and the abandoned upload
     assert statuses == [200, 200, 400, 400, 400, 431, 503, 505], lines
+
+
+def test_keep_alive_answers_do_not_wait_on_nagle_and_delayed_acks(port):
+    """Headers and body go out as two writes: without TCP_NODELAY on the accepted socket, each
+    keep-alive answer after the first waited 40 ms for the client's delayed ACK (22 requests/s).
+    Twenty answers on one connection take well under the 0.8 s that stall alone would cost."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    started = time.monotonic()
+    for _ in range(20):
+        conn.request("POST", "/v2/models/uint8/infer", BODY)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+    assert time.monotonic() - started < 0.6
+    conn.close()
