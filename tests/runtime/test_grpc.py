@@ -116,13 +116,15 @@ def test_grpc_port_must_differ_from_the_http_port(art):
 
 def test_sigterm_turns_health_not_serving_drains_calls_and_exits_0(art):
     """A health watcher sees NOT_SERVING; calls in flight are answered, later ones refused
-    UNAVAILABLE (never another code); the process exits 0 within the drain."""
+    UNAVAILABLE by the server itself, "shutting down" (never CANCELLED or a refused connection,
+    which clients do not retry the same way); the process exits 0 within the drain."""
     grpc_port = free_port()
     process, _ = start(art, grpc_port)
     channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
     watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
     assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
     codes: list = []
+    refusals: list[str] = []
     X = np.ones((20000, 8), np.float32)
     call = pb.ModelInferRequest(
         model_name="float", inputs=[grpc_checks.tensor((20000, 8))], raw_input_contents=[X.tobytes()]
@@ -136,6 +138,7 @@ def test_sigterm_turns_health_not_serving_drains_calls_and_exits_0(art):
                 codes.append(grpc.StatusCode.OK)
             except grpc.RpcError as err:
                 codes.append(err.code())
+                refusals.append(err.details())
                 return
 
     clients = [threading.Thread(target=infer_until_refused) for _ in range(2)]
@@ -152,6 +155,7 @@ def test_sigterm_turns_health_not_serving_drains_calls_and_exits_0(art):
     assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
     assert codes.count(grpc.StatusCode.OK) >= 2
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, codes
+    assert refusals and all("shutting down" in words for words in refusals), refusals
 
 
 def watch_until_closed(watch):

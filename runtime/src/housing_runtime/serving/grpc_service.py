@@ -29,7 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from housing_runtime.errors import UserError
 from housing_runtime.serving.correlation import request_id_or_new, trace_id
 from housing_runtime.serving.dataplane import DataPlane
-from housing_runtime.serving.errors import InvalidRequest, ServingError
+from housing_runtime.serving.errors import InvalidRequest, ServingError, Unavailable
 from housing_runtime.serving.metrics import AccessLine, Metrics
 from housing_runtime.serving.proto import grpc_predict_v2_pb2 as pb
 from housing_runtime.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -39,6 +39,12 @@ SERVICE = "inference.GRPCInferenceService"
 # Messages over this many bytes are predicted in a worker thread, a few at a time (``large``), so
 # that probes and small calls stay answered; small ones inline, which is faster than a thread hop.
 LARGE_MESSAGE_BYTES = 1 << 20
+# How often a shutdown looks whether the calls in flight are answered.
+DRAIN_POLL_SECONDS = 0.01
+# From a shutdown signal, how long new inferences are refused UNAVAILABLE before the server
+# stops, and then what grpc's own stop gives calls that raced it.
+REFUSING_SECONDS = 1.0
+LAST_CALLS_SECONDS = 0.5
 
 
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
@@ -46,6 +52,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     def __init__(self, plane: DataPlane, metrics: Metrics, log: bool, large: asyncio.Semaphore):
         self.plane, self.metrics, self.log, self.large = plane, metrics, log, large
+        self.in_flight = 0  # calls being answered: the shutdown waits for them
 
     async def ServerLive(self, request, context):
         return await self.answer(context, "ServerLive", "", lambda: pb.ServerLiveResponse(live=self.plane.live))
@@ -82,6 +89,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request, context):
         def infer():
+            if self.plane.stopping:
+                raise Unavailable("the server is shutting down; retry on another replica")
             response = self.plane.infer(infer_request(request))
             return infer_response(response, raw=bool(request.raw_input_contents))
 
@@ -96,6 +105,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         request_id = request_id_or_new(metadata.get("x-request-id"))
         context.set_trailing_metadata((("x-request-id", request_id),))
         code, message, rows, result = "OK", "", 0, None
+        self.in_flight += 1
         try:
             if in_thread:
                 async with self.large:
@@ -105,6 +115,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             rows = int(result.outputs[0].shape[0]) if method == "ModelInfer" else 0
         except ServingError as err:
             code, message = err.grpc_code, str(err)
+        finally:
+            self.in_flight -= 1
         label = self.plane.label(model) if model else ""
         seconds = time.perf_counter() - start
         self.metrics.record("grpc", label, code, seconds, rows)
@@ -224,9 +236,8 @@ class GrpcFrontEnd:
             ],
             maximum_concurrent_rpcs=self.max_concurrency,
         )
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-            InferenceService(self.plane, self.metrics, self.log, large), server
-        )
+        self.service = InferenceService(self.plane, self.metrics, self.log, large)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for service in ("", SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -264,13 +275,23 @@ class GrpcFrontEnd:
             pass
 
     def begin_stop(self, grace: float) -> None:
-        """From a shutdown signal: NOT_SERVING, no new calls, those in flight get ``grace`` s."""
+        """From a shutdown signal: health NOT_SERVING and new inferences refused UNAVAILABLE (the
+        data plane is stopping) at once; the server stops once the calls in flight are answered,
+        or ``grace`` s have passed."""
         if self.stopped is None and self.server is not None:
             self.stopped = asyncio.ensure_future(self.stop(self.server, grace))
 
     async def stop(self, server: grpc.aio.Server, grace: float) -> None:
+        # grpc's own stop refuses new calls CANCELLED, or as a refused connection, and clients
+        # do not retry CANCELLED: so the server keeps running for REFUSING_SECONDS at least,
+        # refusing new inferences UNAVAILABLE itself, until the calls in flight are answered.
         await self.health.enter_graceful_shutdown()
-        await server.stop(grace)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while (self.service.in_flight or loop.time() < started + REFUSING_SECONDS) and loop.time() < started + grace:
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
+        # What is left are health watchers, whose streams never end: they are closed.
+        await server.stop(LAST_CALLS_SECONDS)
 
     async def stopped_within(self, grace: float) -> None:
         self.begin_stop(grace)

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+
+import orjson
 
 from housing_runtime import DISTRIBUTION, version
 from housing_runtime.model import Predictor
@@ -32,7 +33,7 @@ class Reply:
 
 
 def json_bytes(document: object) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode()
+    return orjson.dumps(document)  # compact, as json.dumps with separators=(",", ":")
 
 
 def json_reply(status: int, document: object, model: str = "") -> Reply:
