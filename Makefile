@@ -22,6 +22,8 @@ BITS       ?= 8
 # The image's name: housing-runtime:latest for linux/amd64, housing-runtime:latest-arm64 for arm64.
 IMAGE      ?= housing-runtime:latest$(IMAGE_TAG_SUFFIX)
 PORT       ?= 8080
+# make serve's gRPC port (0: HTTP only).
+GRPC_PORT  ?= 8081
 BASE_IMAGE ?= python:3.11-slim
 # The image's platform, linux/amd64 or linux/arm64; by default this machine's (macOS says arm64,
 # Linux aarch64). One that is not this machine's architecture is built and smoke-tested under
@@ -76,7 +78,7 @@ SHELL := /bin/bash
 
 # An empty variable would silently empty a prerequisite list or a path (GNU make's
 # --warn-undefined-variables does not look into prerequisites): refuse it.
-$(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV GRPC_CLIENT_VENV MEASURED DOCS_VENV ARTIFACTS BITS IMAGE PORT BASE_IMAGE PLATFORM WHEELHOUSE DOCKER_CONTEXT DOCKER QEMU_BINFMT \
+$(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV GRPC_CLIENT_VENV MEASURED DOCS_VENV ARTIFACTS BITS IMAGE PORT GRPC_PORT BASE_IMAGE PLATFORM WHEELHOUSE DOCKER_CONTEXT DOCKER QEMU_BINFMT \
   VARIANT SPARK_MASTER SPARK_BENCH_ROWS COMPAT_DIR NPM,\
   $(if $(strip $($(v))),,$(error $(v) is empty; give it a value or leave it unset for its default)))
 ifeq ($(filter $(BITS),2 3 4 5 6 7 8),)
@@ -263,9 +265,9 @@ optimality: $(SPLIT) $(MODEL)
 predict: $(MANIFEST)
 	$(VENV)/bin/housing-runtime predict --artifacts $(A)
 
-.PHONY: serve    ## Serve the three models over KServe V2 on 127.0.0.1:8080 (PORT=...), onnxruntime only
+.PHONY: serve    ## Serve the three models over KServe V2 on 127.0.0.1: HTTP 8080 (PORT=), gRPC 8081 (GRPC_PORT=)
 serve: $(MANIFEST)
-	$(VENV)/bin/housing-runtime serve --host 127.0.0.1 --port $(PORT) --artifacts $(A)
+	$(VENV)/bin/housing-runtime serve --host 127.0.0.1 --port $(PORT) --grpc-port $(GRPC_PORT) --artifacts $(A)
 
 .PHONY: wheel    ## Build both wheels into DIST (dist/): housing-runtime (a platform wheel, C compiled) and housing-pipeline
 wheel: $(DIST)/.built
