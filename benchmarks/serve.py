@@ -98,21 +98,11 @@ def serve_command(artifacts: Path, port: int, *extra: str, exe: list[str] | None
     return [*exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--artifacts", str(artifacts), *grpc, *extra]
 
 
-def grpc_option() -> bool:
-    """Whether `housing-runtime serve` has --grpc-port (a server without it has no gRPC)."""
-    out = subprocess.run([sys.executable, "-m", "housing_runtime", "serve", "--help"], capture_output=True, text=True)
-    return "--grpc-port" in out.stdout
-
-
 def start_ours(artifacts: Path, log: Path, port: int, grpc_port: int) -> Server:
-    grpc_args = ["--grpc-port", str(grpc_port)] if grpc_option() else []
     with log.open("wb") as stderr:
-        command = serve_command(artifacts, port, "--no-access-log", *grpc_args)
+        command = serve_command(artifacts, port, "--no-access-log", "--grpc-port", str(grpc_port))
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
-    server = Server(OURS, "variable", port, grpc_port, process, log)
-    if not grpc_args:
-        server.no_grpc = "not served: `housing-runtime serve` has no --grpc-port"
-    return server
+    return Server(OURS, "variable", port, grpc_port, process, log)
 
 
 def start_mlserver(mlserver: str, artifacts: Path, folder: Path, log: Path, port: int, grpc_port: int) -> Server:
