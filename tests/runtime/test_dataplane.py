@@ -12,7 +12,7 @@ import pytest
 from helpers import write_synthetic_artifacts
 from housing_runtime.serving import errors
 from housing_runtime.serving.dataplane import DataPlane
-from housing_runtime.serving.grpc_service import infer_request
+from housing_runtime.serving.grpc_codec import infer_request
 from housing_runtime.serving.lifecycle import load_models
 from housing_runtime.serving.messages import Limits
 from housing_runtime.serving.proto import grpc_predict_v2_pb2 as pb

@@ -169,14 +169,22 @@ def test_not_ready_while_loading_then_serving(art):
     """In process: before the models are loaded, calls are UNAVAILABLE and health NOT_SERVING;
     once loaded, SERVING and answered."""
     from housing_runtime.serving.dataplane import DataPlane
-    from housing_runtime.serving.grpc_service import GrpcFrontEnd
+    from housing_runtime.serving.grpc_server import GrpcFrontEnd
     from housing_runtime.serving.lifecycle import load_models
     from housing_runtime.serving.metrics import Metrics
 
     async def scenario() -> None:
         plane, port = DataPlane(), free_port()
         front = GrpcFrontEnd(
-            plane, Metrics(), host="127.0.0.1", port=port, max_message_bytes=1 << 20, max_concurrency=4, log=False
+            plane,
+            Metrics(),
+            host="127.0.0.1",
+            port=port,
+            max_message_bytes=1 << 20,
+            max_concurrency=4,
+            header_timeout=10,
+            max_connections=64,
+            log=False,
         )
         await front.start(asyncio.Semaphore(2))
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -207,3 +215,43 @@ def test_the_repository_rpcs_are_unimplemented(served):
     with pytest.raises(grpc.RpcError) as refused:
         grpc_checks.stub(served[0]).RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="uint8"), timeout=10)
     assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert refused.value.details() == "the models are fixed at start-up: load and unload are not served"
+
+
+@pytest.mark.parametrize("method", ["/inference.GRPCInferenceService/ModelInfer", "/grpc.health.v1.Health/Check"])
+def test_a_message_that_does_not_parse_is_invalid_argument(served, method):
+    """Bytes that are not the method's message: INVALID_ARGUMENT with one line, never UNKNOWN."""
+    call = grpc.insecure_channel(f"127.0.0.1:{served[0]}").unary_unary(method)
+    for garbage in (b"\xff\xff\xff\xff", b"\x0a\x02\xff\xfe"):  # corrupt; a string field not UTF-8
+        with pytest.raises(grpc.RpcError) as refused:
+            call(garbage, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+        assert "is not a valid" in refused.value.details()
+
+
+def test_many_inputs_are_refused_before_their_contents_are_read(served):
+    inputs = [grpc_checks.tensor(values=grpc_checks.ROW) for _ in range(5000)]
+    started = time.monotonic()
+    grpc_checks.check_bad_infer(served[0], grpc.StatusCode.INVALID_ARGUMENT, grpc_checks.infer(*inputs), "one tensor")
+    assert time.monotonic() - started < 2
+
+
+def test_health_watchers_take_no_inference_slots(art):
+    """Watch streams stay open: with --max-concurrency 1, two watchers must not make the health
+    check or an inference wait or be refused."""
+    grpc_port = free_port()
+    process, _ = start(art, grpc_port, "--max-concurrency", "1")
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        health = health_pb2_grpc.HealthStub(channel)
+        watchers = [health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30) for _ in range(2)]
+        for watcher in watchers:
+            assert next(watcher).status == health_pb2.HealthCheckResponse.SERVING
+        grpc_checks.check_health(grpc_port)
+        row = grpc_checks.infer(grpc_checks.tensor(values=grpc_checks.ROW))
+        assert grpc_checks.stub(grpc_port).ModelInfer(row, timeout=10).outputs[0].shape == [1, 1]
+        for watcher in watchers:
+            watcher.cancel()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0

@@ -68,6 +68,13 @@ class VersionNotSupported(ServingError):
     grpc_code = "UNIMPLEMENTED"
 
 
+class Unimplemented(ServingError):
+    """An RPC of the V2 proto the server does not serve: loading and unloading models (gRPC)."""
+
+    http_status = 501
+    grpc_code = "UNIMPLEMENTED"
+
+
 class Unavailable(ServingError):
     """Not ready yet (models loading), shutting down, or at --max-concurrency: retry later."""
 

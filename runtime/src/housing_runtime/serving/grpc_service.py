@@ -1,80 +1,111 @@
 """The Open Inference Protocol over gRPC: ``inference.GRPCInferenceService`` (the vendored
-KServe ``grpc_predict_v2.proto``) as a thin adapter over the data plane, and the standard
-``grpc.health.v1.Health`` service for Kubernetes' grpc probes. It runs on grpc.aio in the HTTP
-server's event loop, so both front ends share the models, limits, metrics and shutdown.
+KServe ``grpc_predict_v2.proto``) as a thin adapter over the data plane, registered by hand
+(``handlers``) so that every message is parsed by the server's own code:
 
-- Inputs come typed (``contents.fp32_contents``) or raw (``raw_input_contents``); when they
-  came raw the predictions go back raw (``raw_output_contents``), as Triton does.
+- A message that does not parse is INVALID_ARGUMENT with one line, not grpc's UNKNOWN, and
+  gets its access-log line like any other refusal.
+- ModelInfer's message is parsed where it is predicted: a message over LARGE_MESSAGE_BYTES in a
+  worker thread, LARGE_AT_ONCE at a time with HTTP's large bodies, so that probes and small
+  calls stay answered and a flood of large messages is not parsed all at once.
+- Inputs come typed (``contents.fp32_contents``) or raw (``raw_input_contents``); when they came
+  raw the predictions go back raw (``raw_output_contents``), as Triton does.
 - Refusals are the data plane's named errors, each with its own gRPC code and the same one line
   as over HTTP (``errors``); client input never gets UNKNOWN or INTERNAL.
-- ``x-request-id`` metadata is echoed in the answer's trailing metadata (one is made when absent;
-  trailers go out with the status, where initial metadata would cost a send of its own),
-  and a W3C ``traceparent``'s trace id goes to the access-log line, as over HTTP.
-- Health answers NOT_SERVING until every model is loaded and warmed, and again from the first
-  shutdown signal; the server then stops taking calls and drains those in flight.
+- ``--max-concurrency`` inferences at once: the one beyond is refused UNAVAILABLE (retry), as
+  HTTP refuses it 503. Liveness, readiness and health are never refused.
+- ``x-request-id`` metadata is echoed in the trailing metadata (one is made when absent;
+  trailers go out with the status, where initial metadata would cost a send of its own), and a
+  W3C ``traceparent``'s trace id goes to the access-log line, as over HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
-import numpy as np
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from housing_runtime.errors import UserError
 from housing_runtime.serving.correlation import request_id_or_new, trace_id
 from housing_runtime.serving.dataplane import DataPlane
-from housing_runtime.serving.errors import InvalidRequest, ServingError, Unavailable
+from housing_runtime.serving.errors import ServingError, Unavailable, Unimplemented
+from housing_runtime.serving.grpc_codec import infer_request, infer_response, parsed
 from housing_runtime.serving.metrics import AccessLine, Metrics
 from housing_runtime.serving.proto import grpc_predict_v2_pb2 as pb
-from housing_runtime.serving.proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from housing_runtime.serving.types import InferRequest, InferResponse, InputTensor, RequestedOutput
 
 SERVICE = "inference.GRPCInferenceService"
-# Messages over this many bytes are predicted in a worker thread, a few at a time (``large``), so
-# that probes and small calls stay answered; small ones inline, which is faster than a thread hop.
+# Messages over this many bytes are parsed and predicted in a worker thread, a few at a time.
 LARGE_MESSAGE_BYTES = 1 << 20
-# How often a shutdown looks whether the calls in flight are answered.
-DRAIN_POLL_SECONDS = 0.01
-# From a shutdown signal, how long new inferences are refused UNAVAILABLE before the server
-# stops, and then what grpc's own stop gives calls that raced it.
-REFUSING_SECONDS = 1.0
-LAST_CALLS_SECONDS = 0.5
 
 
-class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
-    """Each RPC: the request as ``types``, the data plane's answer, the answer as protobuf."""
+class InferenceService:
+    """Each RPC: the request parsed and turned into ``types``, the data plane's answer, the
+    answer as protobuf; ``answer`` counts, logs and maps refusals for all of them."""
 
-    def __init__(self, plane: DataPlane, metrics: Metrics, log: bool, large: asyncio.Semaphore):
+    def __init__(self, plane: DataPlane, metrics: Metrics, log: bool, large: asyncio.Semaphore, max_concurrency: int):
         self.plane, self.metrics, self.log, self.large = plane, metrics, log, large
+        self.max_concurrency = max_concurrency
         self.in_flight = 0  # calls being answered: the shutdown waits for them
+        self.inferring = 0  # ModelInfer calls being answered: at most max_concurrency
+        self.last_call = 0.0  # when the last call arrived (the loop's clock): the shutdown waits for a quiet spell
 
-    async def ServerLive(self, request, context):
-        return await self.answer(context, "ServerLive", "", lambda: pb.ServerLiveResponse(live=self.plane.live))
+    def handlers(self) -> grpc.GenericRpcHandler:
+        """The service's methods, each taking the message's bytes."""
 
-    async def ServerReady(self, request, context):
-        return await self.answer(context, "ServerReady", "", lambda: pb.ServerReadyResponse(ready=self.plane.ready))
+        def method(handler: Callable, response) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(handler, response_serializer=response.SerializeToString)
 
-    async def ModelReady(self, request, context):
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "ServerLive": method(self.ServerLive, pb.ServerLiveResponse),
+                "ServerReady": method(self.ServerReady, pb.ServerReadyResponse),
+                "ModelReady": method(self.ModelReady, pb.ModelReadyResponse),
+                "ServerMetadata": method(self.ServerMetadata, pb.ServerMetadataResponse),
+                "ModelMetadata": method(self.ModelMetadata, pb.ModelMetadataResponse),
+                "ModelInfer": method(self.ModelInfer, pb.ModelInferResponse),
+                "RepositoryModelLoad": method(self.RepositoryModelLoad, pb.RepositoryModelLoadResponse),
+                "RepositoryModelUnload": method(self.RepositoryModelUnload, pb.RepositoryModelUnloadResponse),
+            },
+        )
+
+    async def ServerLive(self, data: bytes, context):
+        def live():
+            parsed(pb.ServerLiveRequest, data)
+            return pb.ServerLiveResponse(live=self.plane.live)
+
+        return await self.answer(context, "ServerLive", live)
+
+    async def ServerReady(self, data: bytes, context):
         def ready():
+            parsed(pb.ServerReadyRequest, data)
+            return pb.ServerReadyResponse(ready=self.plane.ready)
+
+        return await self.answer(context, "ServerReady", ready)
+
+    async def ModelReady(self, data: bytes, context):
+        call = Call()
+
+        def ready():
+            request = call.named(parsed(pb.ModelReadyRequest, data), "name")
             return pb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version))
 
-        return await self.answer(context, "ModelReady", request.name, ready)
+        return await self.answer(context, "ModelReady", ready, call)
 
-    async def ServerMetadata(self, request, context):
+    async def ServerMetadata(self, data: bytes, context):
         def metadata():
+            parsed(pb.ServerMetadataRequest, data)
             meta = self.plane.server_metadata()
             return pb.ServerMetadataResponse(name=meta.name, version=meta.version, extensions=meta.extensions)
 
-        return await self.answer(context, "ServerMetadata", "", metadata)
+        return await self.answer(context, "ServerMetadata", metadata)
 
-    async def ModelMetadata(self, request, context):
+    async def ModelMetadata(self, data: bytes, context):
+        call = Call()
+
         def metadata():
+            request = call.named(parsed(pb.ModelMetadataRequest, data), "name")
             meta = self.plane.model_metadata(request.name, request.version)
             tensors = pb.ModelMetadataResponse.TensorMetadata
             return pb.ModelMetadataResponse(
@@ -85,215 +116,95 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 outputs=[tensors(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.outputs],
             )
 
-        return await self.answer(context, "ModelMetadata", request.name, metadata)
+        return await self.answer(context, "ModelMetadata", metadata, call)
 
-    async def ModelInfer(self, request, context):
+    async def ModelInfer(self, data: bytes, context):
+        call = Call()
+
         def infer():
             if self.plane.stopping:
                 raise Unavailable("the server is shutting down; retry on another replica")
+            request = call.named(parsed(pb.ModelInferRequest, data), "model_name")
             response = self.plane.infer(infer_request(request))
+            call.rows = response.rows
             return infer_response(response, raw=bool(request.raw_input_contents))
 
-        in_thread = request.ByteSize() > LARGE_MESSAGE_BYTES
-        return await self.answer(context, "ModelInfer", request.model_name, infer, in_thread)
+        return await self.answer(context, "ModelInfer", infer, call, len(data) > LARGE_MESSAGE_BYTES, counted=True)
 
-    async def answer(self, context, method: str, model: str, reply: Callable[[], Any], in_thread: bool = False) -> Any:
+    async def RepositoryModelLoad(self, data: bytes, context):
+        return await self.answer(context, "RepositoryModelLoad", fixed_models)
+
+    async def RepositoryModelUnload(self, data: bytes, context):
+        return await self.answer(context, "RepositoryModelUnload", fixed_models)
+
+    async def answer(
+        self,
+        context,
+        method: str,
+        reply: Callable[[], Any],
+        call: Call | None = None,
+        in_thread: bool = False,
+        counted: bool = False,
+    ) -> Any:
         """``reply()``'s message, or the call aborted with the refusal's code and one line; either
         way counted in the metrics and told in the access log."""
         start = time.perf_counter()
+        self.last_call = asyncio.get_running_loop().time()
+        call = call or Call()
         metadata = dict(context.invocation_metadata() or ())
         request_id = request_id_or_new(metadata.get("x-request-id"))
         context.set_trailing_metadata((("x-request-id", request_id),))
-        code, message, rows, result = "OK", "", 0, None
+        code, message, result = "OK", "", None
+        busy = counted and self.inferring >= self.max_concurrency
         self.in_flight += 1
+        self.inferring += counted
         try:
-            if in_thread:
-                async with self.large:
-                    result = await asyncio.to_thread(reply)
-            else:
-                result = reply()
-            rows = int(result.outputs[0].shape[0]) if method == "ModelInfer" else 0
+            if busy:
+                raise Unavailable(
+                    f"the server is answering {self.max_concurrency} inferences (--max-concurrency); retry"
+                )
+            result = await self.in_worker(reply) if in_thread else reply()
         except ServingError as err:
             code, message = err.grpc_code, str(err)
         finally:
             self.in_flight -= 1
-        label = self.plane.label(model) if model else ""
+            self.inferring -= counted
+        label = self.plane.label(call.model) if call.model else ""
         seconds = time.perf_counter() - start
-        self.metrics.record("grpc", label, code, seconds, rows)
+        self.metrics.record("grpc", label, code, seconds, call.rows)
         if self.log:
-            peer = context.peer() or ""
             AccessLine(
-                "grpc", peer, method, f"/{SERVICE}/{method}", code, label, rows, seconds,
+                "grpc", context.peer() or "", method, f"/{SERVICE}/{method}", code, label, call.rows, seconds,
                 request_id, trace_id(metadata.get("traceparent")),
             ).write()  # fmt: skip
         if code != "OK":
             await context.abort(getattr(grpc.StatusCode, code), message)
         return result
 
-
-def infer_request(request: pb.ModelInferRequest) -> InferRequest:
-    """The protobuf request as ``types``; raw contents go with the input at the same position."""
-    raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
-        raise InvalidRequest(
-            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; give one per input"
-        )
-    inputs = []
-    for i, tensor in enumerate(request.inputs):
-        typed = typed_contents(tensor)
-        if raw and typed is not None:
-            raise InvalidRequest(f"input {tensor.name!r} gives contents and raw_input_contents; give one of them")
-        inputs.append(
-            InputTensor(
-                name=tensor.name,
-                datatype=tensor.datatype,
-                shape=list(tensor.shape),
-                parameters=parameters(tensor.parameters),
-                raw=raw[i] if raw else None,
-                typed=typed if typed is not None else np.empty(0, np.float32),
-            )
-        )
-    return InferRequest(
-        model_name=request.model_name,
-        model_version=request.model_version or None,
-        inputs=inputs,
-        outputs=[RequestedOutput(o.name, parameters(o.parameters)) for o in request.outputs],
-        id=request.id or None,
-        parameters=parameters(request.parameters),
-    )
-
-
-def typed_contents(tensor: pb.ModelInferRequest.InferInputTensor) -> np.ndarray | None:
-    """The input's typed contents as float32, or None when it gives none. Only fp32_contents
-    fits an FP32 input: another field's values are refused, not converted."""
-    contents = tensor.contents
-    if not contents.ListFields():  # absent, or empty: proto3 cannot tell them apart
-        return None
-    for field, _ in contents.ListFields():
-        if field.name != "fp32_contents":
-            raise InvalidRequest(
-                f"input {tensor.name!r} gives {field.name}; an FP32 input takes fp32_contents or raw_input_contents"
-            )
-    return np.array(contents.fp32_contents, dtype=np.float32)
-
-
-def parameters(params) -> dict[str, object]:
-    """A protobuf parameter map as plain values (bool, int or str)."""
-    return {
-        key: getattr(value, value.WhichOneof("parameter_choice") or "string_param") for key, value in params.items()
-    }
-
-
-def infer_response(response: InferResponse, raw: bool) -> pb.ModelInferResponse:
-    output = pb.ModelInferResponse.InferOutputTensor(
-        name=response.output_name, datatype="FP32", shape=[response.rows, 1]
-    )
-    message = pb.ModelInferResponse(
-        model_name=response.model_name,
-        model_version=response.model_version,
-        id=response.id or "",
-        outputs=[output],
-    )
-    if raw:
-        message.raw_output_contents.append(response.predictions.astype("<f4").tobytes())
-    else:
-        message.outputs[0].contents.fp32_contents.extend(response.predictions.tolist())
-    return message
-
-
-class GrpcFrontEnd:
-    """The gRPC server: the inference and health services on ``port``, bounded by the same
-    limits as HTTP (message size, concurrent calls)."""
-
-    def __init__(
-        self,
-        plane: DataPlane,
-        metrics: Metrics,
-        *,
-        host: str,
-        port: int,
-        max_message_bytes: int,
-        max_concurrency: int,
-        log: bool,
-    ):
-        self.plane, self.metrics, self.log = plane, metrics, log
-        self.host, self.port = host, port
-        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.max_message_bytes, self.max_concurrency = max_message_bytes, max_concurrency
-        self.health = health.aio.HealthServicer()
-        self.server: grpc.aio.Server | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.stopped: asyncio.Task | None = None
-
-    async def start(self, large: asyncio.Semaphore) -> None:
-        """Listens, with health NOT_SERVING until the models are loaded (``serving``)."""
-        self.check_port_free()  # before grpc's core starts: a failed bind there aborts the process at exit
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", self.max_message_bytes),
-                ("grpc.max_send_message_length", -1),
-                ("grpc.so_reuseport", 0),  # a port in use is an error, not a second listener
-            ],
-            maximum_concurrent_rpcs=self.max_concurrency,
-        )
-        self.service = InferenceService(self.plane, self.metrics, self.log, large)
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(self.service, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        for service in ("", SERVICE):
-            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-        server.add_insecure_port(self.address)
-        await server.start()
-        self.server, self.loop = server, asyncio.get_running_loop()
-        if self.plane.loaded:  # loaded before the port opened: ``serving_threadsafe`` saw no loop
-            await self.serving()
-
-    def check_port_free(self) -> None:
-        """One line when the port cannot be listened on (taken, or not this machine's address)."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+    async def in_worker(self, reply: Callable[[], Any]) -> Any:
+        """``reply()`` in a worker thread, holding one of the ``large`` slots until the thread is
+        done, even when the client gives up first (its deadline, a cancel): else a stream of
+        abandoned calls could run any number of large predictions at once."""
+        async with self.large:
+            running = asyncio.get_running_loop().run_in_executor(None, reply)
             try:
-                probe.bind((self.host, self.port))
-            except OSError as err:
-                raise UserError(
-                    f"cannot listen for gRPC on {self.address} ({err.strerror}); pick another --grpc-port, "
-                    "or 0 for no gRPC"
-                ) from None
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                await asyncio.wait({running})
+                raise
 
-    async def serving(self) -> None:
-        """Every model is loaded and warmed: health answers SERVING (unless stopping already)."""
-        for service in ("", SERVICE):
-            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
-    def serving_threadsafe(self) -> None:
-        """``serving``, from the loader's thread."""
-        if self.loop is None:  # not started: ``start`` sees the models loaded
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self.serving(), self.loop)
-        except RuntimeError:  # the loop has closed: the server stopped before the models loaded
-            pass
+class Call:
+    """What ``answer`` learns of a call while its message is parsed and answered."""
 
-    def begin_stop(self, grace: float) -> None:
-        """From a shutdown signal: health NOT_SERVING and new inferences refused UNAVAILABLE (the
-        data plane is stopping) at once; the server stops once the calls in flight are answered,
-        or ``grace`` s have passed."""
-        if self.stopped is None and self.server is not None:
-            self.stopped = asyncio.ensure_future(self.stop(self.server, grace))
+    def __init__(self) -> None:
+        self.model, self.rows = "", 0
 
-    async def stop(self, server: grpc.aio.Server, grace: float) -> None:
-        # grpc's own stop refuses new calls CANCELLED, or as a refused connection, and clients
-        # do not retry CANCELLED: so the server keeps running for REFUSING_SECONDS at least,
-        # refusing new inferences UNAVAILABLE itself, until the calls in flight are answered.
-        await self.health.enter_graceful_shutdown()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        while (self.service.in_flight or loop.time() < started + REFUSING_SECONDS) and loop.time() < started + grace:
-            await asyncio.sleep(DRAIN_POLL_SECONDS)
-        # What is left are health watchers, whose streams never end: they are closed.
-        await server.stop(LAST_CALLS_SECONDS)
+    def named(self, request, field: str):
+        """``request``, its model's name (its ``field``) kept for the metrics and the log."""
+        self.model = getattr(request, field)
+        return request
 
-    async def stopped_within(self, grace: float) -> None:
-        self.begin_stop(grace)
-        if self.stopped is not None:
-            await self.stopped
+
+def fixed_models():
+    raise Unimplemented("the models are fixed at start-up: load and unload are not served")

@@ -15,7 +15,7 @@ import uvicorn
 from housing_runtime import config, integrity
 from housing_runtime.errors import UserError
 from housing_runtime.model import Predictor, model_path
-from housing_runtime.serving.grpc_service import GrpcFrontEnd
+from housing_runtime.serving.grpc_server import GrpcFrontEnd
 from housing_runtime.serving.messages import Model
 from housing_runtime.serving.rest import RestAdapter
 

@@ -50,7 +50,7 @@ from housing_runtime.serving.errors import (
     Unavailable,
     UnsupportedEncoding,
 )
-from housing_runtime.serving.grpc_service import GrpcFrontEnd
+from housing_runtime.serving.grpc_server import GrpcFrontEnd
 from housing_runtime.serving.h11_connection import HEADER_BYTES, connection_class
 from housing_runtime.serving.lifecycle import Loader, Server
 from housing_runtime.serving.messages import Limits, Reply, error_reply
@@ -311,6 +311,8 @@ def main(args: argparse.Namespace) -> int:
             port=args.grpc_port,
             max_message_bytes=args.max_body_bytes,
             max_concurrency=args.max_concurrency,
+            header_timeout=args.header_timeout,
+            max_connections=CONNECTIONS_PER_REQUEST * args.max_concurrency,
             log=not args.no_access_log,
         )
     loader = Loader(args.artifacts or config.artifacts_dir(), not args.no_verify_manifest, protocol, grpc)
