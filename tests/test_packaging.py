@@ -196,13 +196,14 @@ def runtime_venv(wheels, tmp_path_factory) -> Path:
 
 
 @pytest.mark.network
-def test_a_fresh_install_gets_numpy_and_onnxruntime_and_nothing_of_the_training_side(runtime_venv):
+def test_a_fresh_install_gets_numpy_onnxruntime_orjson_and_nothing_of_the_training_side(runtime_venv):
     onnxruntime_needs = {
         canonicalize_name(Requirement(r).name) for r in metadata.requires("onnxruntime") or [] if "extra ==" not in r
     }
     got = installed(runtime_venv)
-    assert {"housing-runtime", "numpy", "onnxruntime"} <= got
-    assert got <= {"housing-runtime", "numpy", "onnxruntime"} | onnxruntime_needs, got
+    runtime = {"housing-runtime", "numpy", "onnxruntime", "orjson"}  # orjson: the JSON paths (loads_json)
+    assert runtime <= got
+    assert got <= runtime | onnxruntime_needs, got
     assert not got & TRAINING_STACK
 
 
