@@ -66,7 +66,7 @@ class Server(uvicorn.Server):
         except RuntimeError:  # no loop yet: nothing is in flight
             pass
         else:
-            loop.call_soon_threadsafe(self.app.stopping.set)
+            loop.call_soon_threadsafe(self.app.begin_stop)
             if self.grpc is not None:
                 loop.call_soon_threadsafe(self.grpc.begin_stop, self.grace)
         super().handle_exit(sig, frame)

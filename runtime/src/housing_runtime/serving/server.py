@@ -177,7 +177,8 @@ class App:
         self.max_concurrency = max_concurrency
         self.active = 0  # requests admitted and not yet answered
         self.large = asyncio.Semaphore(LARGE_AT_ONCE)
-        self.stopping = asyncio.Event()
+        self.stopping, self.stopped_at = False, 0.0  # set by begin_stop, from a shutdown signal
+        self.reading: set[asyncio.Timeout] = set()  # the deadlines of the bodies being read
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":  # lifespan is off; websockets are not served
@@ -259,26 +260,29 @@ class App:
 
     async def body_or_shutdown(self, request: Request) -> bytes:
         """The body within the read timeout. Once the server starts shutting down, a body on its
-        way gets STOP_BODY_SECONDS more, then a 503 (uvicorn would cancel it with a bare 500)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.read_timeout
-        reading = asyncio.ensure_future(read_body(request, self.max_body))
-        stopping = asyncio.ensure_future(self.stopping.wait())
+        way gets STOP_BODY_SECONDS more, then a 503 (uvicorn would cancel it with a bare 500).
+        One timer per read (asyncio.timeout), moved by ``begin_stop``: no task per request."""
+        seconds = min(self.read_timeout, STOP_BODY_SECONDS) if self.stopping else self.read_timeout
         try:
-            done, _ = await asyncio.wait(
-                {reading, stopping}, timeout=self.read_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            if reading not in done and stopping in done:
-                remaining = min(deadline - loop.time(), STOP_BODY_SECONDS)
-                done, _ = await asyncio.wait({reading}, timeout=max(remaining, 0.0))
-                if reading not in done:
-                    raise Unavailable("the server is shutting down; retry on another replica")
-            if reading in done:
-                return reading.result()
-            raise RequestTimeout(f"the body did not arrive within {self.read_timeout:g} s")
-        finally:
-            stopping.cancel()
-            reading.cancel()
+            async with asyncio.timeout(seconds) as deadline:
+                self.reading.add(deadline)
+                try:
+                    return await read_body(request, self.max_body)
+                finally:
+                    self.reading.discard(deadline)
+        except TimeoutError:
+            if self.stopping:
+                raise Unavailable("the server is shutting down; retry on another replica") from None
+            raise RequestTimeout(f"the body did not arrive within {self.read_timeout:g} s") from None
+
+    def begin_stop(self) -> None:
+        """A shutdown signal: bodies still arriving get STOP_BODY_SECONDS more at most."""
+        loop = asyncio.get_running_loop()
+        self.stopping, self.stopped_at = True, loop.time()
+        for deadline in self.reading:
+            when = deadline.when()
+            if when is None or when > self.stopped_at + STOP_BODY_SECONDS:
+                deadline.reschedule(self.stopped_at + STOP_BODY_SECONDS)
 
 
 def listen(host: str, port: int) -> socket.socket:
