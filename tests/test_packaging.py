@@ -72,6 +72,13 @@ def test_the_spark_extra_admits_the_spark_pins():
         assert requirement.specifier.contains(pins[canonicalize_name(requirement.name)]), requirement
 
 
+def test_the_spark_pins_change_nothing_the_lock_pins():
+    """make spark-env installs requirements-spark.txt into .venv beside the lock: a package both
+    pin (grpcio: Spark Connect's client and the server's gRPC) must be pinned alike."""
+    lock_pins, spark_pins = lock(), lock("requirements-spark.txt")
+    assert {n: v for n, v in spark_pins.items() if lock_pins.get(n, v) != v} == {}
+
+
 def test_both_distributions_share_one_version_and_the_pipeline_pins_it():
     runtime = project("housing-runtime")["version"]
     assert project("housing-pipeline")["version"] == runtime
