@@ -1,8 +1,10 @@
-"""`python -m housing_runtime serve`: the three models over KServe V2 (and V1), on uvicorn.
+"""`python -m housing_runtime serve`: the three models over KServe V2 (and V1) HTTP on uvicorn,
+and over gRPC (``grpc_server``) in the same event loop.
 
-The protocol is ``protocol``'s; this module moves bytes and owns what HTTP adds: the body
-limit and read timeout, content encodings, metrics (Prometheus text at /metrics), one JSON
-access-log line per request on stderr, and a clean shutdown.
+The protocol is ``rest``'s, over the data plane both front ends share; this module moves bytes
+and owns what HTTP adds: the body limit and read timeout, content encodings, metrics
+(Prometheus text at /metrics), one JSON access-log line per request on stderr, and a clean
+shutdown.
 
 - Every model is checked against the manifest's sha256, loaded and warmed up while the port is
   already open and readiness answers 503; a bad artifact then stops the server with one line
