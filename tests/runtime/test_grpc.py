@@ -5,6 +5,7 @@ SIGTERM. The same checks run against the image (tests/test_container.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import generate_latest
 
 import grpc_checks
 from helpers import write_synthetic_artifacts
@@ -255,3 +257,43 @@ def test_health_watchers_take_no_inference_slots(art):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+class FakeContext:
+    """What InferenceService.answer asks of grpc.aio's context, for a call handled in process."""
+
+    def invocation_metadata(self):
+        return (("x-request-id", "gone-1"),)
+
+    def set_trailing_metadata(self, metadata) -> None:
+        self.trailers = metadata
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+    async def abort(self, code, details):
+        raise AssertionError(f"aborted {code}: {details}")
+
+
+def test_a_call_the_client_abandons_is_counted_and_logged_as_cancelled(capsys):
+    """A client that goes away (or whose deadline passes) cancels the handler: the call still
+    gets its access-log line and its count, with the status CANCELLED, and is not answered."""
+    from housing_runtime.serving.dataplane import DataPlane
+    from housing_runtime.serving.grpc_service import InferenceService
+    from housing_runtime.serving.metrics import Metrics
+
+    async def scenario() -> None:
+        service = InferenceService(DataPlane(), Metrics(), True, asyncio.Semaphore(1), max_concurrency=4)
+
+        def abandoned():
+            raise asyncio.CancelledError
+
+        with pytest.raises(asyncio.CancelledError):
+            await service.answer(FakeContext(), "ModelInfer", abandoned, counted=True)
+        assert service.in_flight == 0 and service.inferring == 0
+        text = generate_latest(service.metrics.registry).decode()
+        assert 'housing_requests_total{code="CANCELLED",model="",protocol="grpc"} 1.0' in text
+
+    asyncio.run(scenario())
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["status"] == "CANCELLED" and line["request_id"] == "gone-1" and line["method"] == "ModelInfer"

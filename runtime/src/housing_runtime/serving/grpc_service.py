@@ -166,9 +166,19 @@ class InferenceService:
             result = await self.in_worker(reply) if in_thread else reply()
         except ServingError as err:
             code, message = err.grpc_code, str(err)
+        except asyncio.CancelledError:  # the client went away, or its deadline passed: told, then let go
+            self.told(context, method, "CANCELLED", call, start, request_id, metadata)
+            raise
         finally:
             self.in_flight -= 1
             self.inferring -= counted
+        self.told(context, method, code, call, start, request_id, metadata)
+        if code != "OK":
+            await context.abort(getattr(grpc.StatusCode, code), message)
+        return result
+
+    def told(self, context, method: str, code: str, call: Call, start: float, request_id: str, metadata: dict) -> None:
+        """One call counted in the metrics and told in the access log."""
         label = self.plane.label(call.model) if call.model else ""
         seconds = time.perf_counter() - start
         self.metrics.record("grpc", label, code, seconds, call.rows)
@@ -177,9 +187,6 @@ class InferenceService:
                 "grpc", context.peer() or "", method, f"/{SERVICE}/{method}", code, label, call.rows, seconds,
                 request_id, trace_id(metadata.get("traceparent")),
             ).write()  # fmt: skip
-        if code != "OK":
-            await context.abort(getattr(grpc.StatusCode, code), message)
-        return result
 
     async def in_worker(self, reply: Callable[[], Any]) -> Any:
         """``reply()`` in a worker thread, holding one of the ``large`` slots until the thread is
