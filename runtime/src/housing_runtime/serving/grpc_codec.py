@@ -19,7 +19,7 @@ def parsed(message_class, data: bytes):
     except DecodeError:
         raise InvalidRequest(
             f"the message is not a valid {message_class.DESCRIPTOR.full_name} (protobuf wire format); "
-            "check the client's stubs against grpc_predict_v2.proto"
+            "check the client's stubs against the service's proto"
         ) from None
 
 

@@ -48,7 +48,7 @@ class InferenceService:
         self.max_concurrency = max_concurrency
         self.in_flight = 0  # calls being answered: the shutdown waits for them
         self.inferring = 0  # ModelInfer calls being answered: at most max_concurrency
-        self.last_call = 0.0  # when the last call arrived (the loop's clock): the shutdown waits for a quiet spell
+        self.last_call = 0.0  # when the last inference arrived (the loop's clock): the shutdown waits for a quiet spell
 
     def handlers(self) -> grpc.GenericRpcHandler:
         """The service's methods, each taking the message's bytes."""
@@ -122,8 +122,6 @@ class InferenceService:
         call = Call()
 
         def infer():
-            if self.plane.stopping:
-                raise Unavailable("the server is shutting down; retry on another replica")
             request = call.named(parsed(pb.ModelInferRequest, data), "model_name")
             response = self.plane.infer(infer_request(request))
             call.rows = response.rows
@@ -149,16 +147,22 @@ class InferenceService:
         """``reply()``'s message, or the call aborted with the refusal's code and one line; either
         way counted in the metrics and told in the access log."""
         start = time.perf_counter()
-        self.last_call = asyncio.get_running_loop().time()
+        if counted:  # an inference, not a probe: the shutdown waits for a spell without them
+            self.last_call = asyncio.get_running_loop().time()
         call = call or Call()
         metadata = dict(context.invocation_metadata() or ())
         request_id = request_id_or_new(metadata.get("x-request-id"))
         context.set_trailing_metadata((("x-request-id", request_id),))
         code, message, result = "OK", "", None
+        # Checked as the call arrives: a call admitted before a shutdown signal is answered, even
+        # if it then waits for a worker slot.
+        stopping = counted and self.plane.stopping
         busy = counted and self.inferring >= self.max_concurrency
         self.in_flight += 1
         self.inferring += counted
         try:
+            if stopping:
+                raise Unavailable("the server is shutting down; retry on another replica")
             if busy:
                 raise Unavailable(
                     f"the server is answering {self.max_concurrency} inferences (--max-concurrency); retry"
