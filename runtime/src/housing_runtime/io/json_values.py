@@ -50,6 +50,14 @@ class DuplicateKey(UserError):
     """A key given twice in a JSON object: which value was meant is ambiguous."""
 
 
+class BadJson(UserError):
+    """Text that is not JSON: "bad JSON (<why>)", ``why`` kept for callers that word it their way."""
+
+    def __init__(self, why: str):
+        super().__init__(f"bad JSON ({why})")
+        self.why = why
+
+
 def object_without_duplicates(pairs: list[tuple[str, object]]) -> dict:
     """json's object hook: a key given twice is ambiguous (json would keep the last silently)."""
     obj = dict(pairs)
@@ -94,7 +102,7 @@ def parse_json(text: str, where: str) -> object:
     try:
         return loads_json(text)
     except UserError as err:
-        raise type(err)(f"{where}: {err}") from None
+        raise (DuplicateKey if isinstance(err, DuplicateKey) else UserError)(f"{where}: {err}") from None
 
 
 def reference_loads(data: bytes | str) -> object:
@@ -102,11 +110,11 @@ def reference_loads(data: bytes | str) -> object:
     try:
         return json.loads(data, object_pairs_hook=object_without_duplicates)
     except json.JSONDecodeError as err:
-        raise UserError(f"bad JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+        raise BadJson(f"{err.msg} at line {err.lineno}, column {err.colno}") from None
     except RecursionError:
         raise UserError("JSON nested too deeply; expected objects of 8 numbers") from None
     except ValueError as err:  # more digits than Python converts (sys.int_info), bytes not UTF-8
-        raise UserError(f"bad JSON ({shown(str(err))})") from None
+        raise BadJson(shown(str(err))) from None
 
 
 def colons(data: bytes | str) -> int:

@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from dataclasses import asdict
 
 from housing_runtime.errors import UserError, shown
-from housing_runtime.io.json_values import DuplicateKey, loads_json
+from housing_runtime.io.json_values import BadJson, DuplicateKey, loads_json
 from housing_runtime.io.native import join_float32
 from housing_runtime.serving.errors import InvalidRequest
 from housing_runtime.serving.messages import BINARY_TYPE, HEADER_LENGTH, Reply, json_bytes, json_reply
-from housing_runtime.serving.tensors import byte_count
 from housing_runtime.serving.types import InferRequest, InferResponse, InputTensor, RequestedOutput
 
 
@@ -34,12 +33,21 @@ def parse_json_body(text: bytes) -> dict:
         document = loads_json(text)
     except DuplicateKey as err:
         raise InvalidRequest(f"the request body is ambiguous JSON: {err}") from None
-    except UserError as err:  # "bad JSON (<why>)", or the nesting refused: said once
-        why = str(err).removeprefix("bad JSON (").removesuffix(")") if str(err).startswith("bad JSON (") else err
-        raise InvalidRequest(f"the request body is not valid JSON ({why})") from None
+    except BadJson as err:
+        raise InvalidRequest(f"the request body is not valid JSON ({err.why})") from None
+    except UserError as err:  # nested too deeply
+        raise InvalidRequest(f"the request body is not valid JSON ({err})") from None
     if not isinstance(document, dict):
         raise InvalidRequest(f"the request body must be a JSON object, got {type(document).__name__}")
     return document
+
+
+def byte_count(text: str | None) -> int | None:
+    """A header's byte count, or None unless it is ASCII digits that fit an int64 (str.isdigit
+    alone takes '²', and int() refuses 5000 digits)."""
+    if text is None or not (text.isascii() and text.isdigit() and len(text) <= 18):
+        return None
+    return int(text)
 
 
 def split_binary(headers: Mapping[str, str], body: bytes) -> tuple[dict, bytes]:

@@ -59,7 +59,7 @@ from housing_runtime.serving.messages import Limits, Reply, error_reply
 from housing_runtime.serving.metrics import AccessLine, Metrics, log_server_events, request_path
 from housing_runtime.serving.options import MAX_BODY_BYTES, MAX_CONCURRENCY, READ_TIMEOUT_SECONDS
 from housing_runtime.serving.rest import RestAdapter
-from housing_runtime.serving.tensors import byte_count
+from housing_runtime.serving.rest_codec import byte_count
 
 # After a shutdown signal, a body still arriving gets this long (within SHUTDOWN_SECONDS).
 STOP_BODY_SECONDS = 5.0

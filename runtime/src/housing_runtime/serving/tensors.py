@@ -21,14 +21,6 @@ def too_many_rows(n: int, limits: Limits) -> TooLarge:
     return TooLarge(f"{n} rows is over the limit of {limits.max_rows} per request; split the request")
 
 
-def byte_count(text: str | None) -> int | None:
-    """A header's byte count, or None unless it is ASCII digits that fit an int64 (str.isdigit
-    alone takes '²', and int() refuses 5000 digits)."""
-    if text is None or not (text.isascii() and text.isdigit() and len(text) <= 18):
-        return None
-    return int(text)
-
-
 def tensor_rows(tensor: InputTensor, served: Model, limits: Limits) -> np.ndarray:
     """The one input tensor as validated (N, 8) float32 rows, whichever form its values came in."""
     name, datatype, shape = tensor.name, tensor.datatype, tensor.shape
