@@ -297,13 +297,66 @@ def test_a_bad_artifact_stops_the_server_with_one_line(tmp_path):
     assert "Traceback" not in result.stderr and "sha256" in result.stderr
 
 
+def serve_once(art, *args: str) -> subprocess.CompletedProcess:
+    """A server that is expected to stop by itself (a bad folder)."""
+    return subprocess.run(serve_command(art, free_port(), *args), cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_a_folder_with_one_model_serves_that_model_and_says_so(tmp_path):
+    """KServe's storageUri may hold one model beside the manifest: it is served, the others are
+    404s naming what is served, and the "ready" line lists it with the --workers given."""
+    art = write_synthetic_artifacts(tmp_path / "artifacts")
+    for variant in ("float", "dequant"):
+        (art / config.ONNX_NAMES[variant]).unlink()
+    process, port = start_server(art, "--workers", "3")
+    try:
+        assert request(port, "GET", "/v2/models/uint8/ready")[0] == 200
+        status, _, body, _ = request(port, "GET", "/v2/models/float")
+        assert status == 404 and "the models are uint8" in json.loads(body)["error"]
+    finally:
+        stop(process)
+    lines = [json.loads(line) for line in process.stderr.read().decode().splitlines()]
+    (ready,) = [line for line in lines if line.get("message") == "ready"]
+    assert ready["models"] == ["uint8"] and ready["workers"] == 3 and ready["artifacts"] == str(art)
+
+
+@pytest.mark.parametrize(
+    "remove,words",
+    [
+        ([config.MANIFEST_NAME], "manifest '{art}/manifest.json' not found: the models' folder must hold"),
+        (list(config.ONNX_NAMES.values()), "no model in '{art}': expected one or more of model_uint8.onnx"),
+    ],
+    ids=["no-manifest", "no-model"],
+)
+def test_a_folder_without_its_manifest_or_any_model_is_one_line_and_exit_2(tmp_path, remove, words):
+    art = write_synthetic_artifacts(tmp_path / "artifacts")
+    for name in remove:
+        (art / name).unlink()
+    result = serve_once(art)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("housing-runtime: error: " + words.format(art=art))
+
+
+def test_a_missing_folder_is_one_line_and_exit_2(tmp_path):
+    result = serve_once(tmp_path / "nowhere")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "artifacts folder" in result.stderr and "not found" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_workers_must_be_positive(art, value):
+    result = serve_once(art, "--workers", value)
+    assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
+
+
 def test_access_log_is_one_json_line_per_request(art):
     process, port = start_server(art)
     for _ in range(3):
         request(port, "GET", "/v2/health/live")
     stop(process)
     lines = [json.loads(line) for line in process.stderr.read().decode().splitlines()]
-    live = [line for line in lines if line["path"] == "/v2/health/live"]
+    live = [line for line in lines if line.get("path") == "/v2/health/live"]
     assert len(live) == 3 and all(line["status"] == 200 and line["method"] == "GET" for line in live)
 
 

@@ -25,7 +25,10 @@ def manifest_entry(manifest_path: Path, name: str, can_skip: bool = True) -> dic
         doc = json.loads(data.decode("utf-8"))
     except FileNotFoundError:
         skip = ", or pass --no-verify-manifest to skip the check" if can_skip else ""
-        raise UserError(f"manifest {shown(str(manifest_path))} not found; rebuild with `make all`{skip}") from None
+        raise UserError(
+            f"manifest {shown(str(manifest_path))} not found: the models' folder must hold the "
+            f"{shown(manifest_path.name)} that `make all` writes beside them{skip}"
+        ) from None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise invalid from None
     except OSError as err:

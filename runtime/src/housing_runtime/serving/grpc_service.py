@@ -5,7 +5,7 @@ KServe ``grpc_predict_v2.proto``) as a thin adapter over the data plane, registe
 - A message that does not parse is INVALID_ARGUMENT with one line, not grpc's UNKNOWN, and
   gets its access-log line like any other refusal.
 - ModelInfer's message is parsed where it is predicted: a message over LARGE_MESSAGE_BYTES in a
-  worker thread, LARGE_AT_ONCE at a time with HTTP's large bodies, so that probes and small
+  worker thread, --workers at a time with HTTP's large bodies, so that probes and small
   calls stay answered and a flood of large messages is not parsed all at once.
 - Inputs come typed (``contents.fp32_contents``) or raw (``raw_input_contents``); when they came
   raw the predictions go back raw (``raw_output_contents``), as Triton does.

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import Request
 
+# The server's own events (what it serves once ready), at info: one JSON line each on stderr.
+EVENTS = logging.getLogger("housing_runtime.serving")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -112,19 +114,21 @@ class JsonLines(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        line.update(getattr(record, "fields", {}))  # logger.info(..., extra={"fields": {...}})
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
         return json.dumps(line)
 
 
-def log_server_events(loggers: tuple[str, ...] = ("uvicorn", "asyncio")) -> None:
-    """Errors of uvicorn and asyncio (a bug in the app, a port taken) as JSON lines on stderr.
-    Their warnings are about single requests, which the access log already tells, in JSON:
-    uvicorn's "Invalid HTTP request received" is a 400 line there."""
+def log_server_events(loggers: tuple[str, ...] = ("uvicorn", "asyncio", EVENTS.name)) -> None:
+    """Errors of uvicorn and asyncio (a bug in the app, a port taken), and the server's own
+    events (``EVENTS``), as JSON lines on stderr. uvicorn's and asyncio's warnings are about
+    single requests, which the access log already tells, in JSON: uvicorn's "Invalid HTTP
+    request received" is a 400 line there."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines())
     for name in loggers:
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.propagate = False  # not to the root logger's plain text
-        logger.setLevel(logging.ERROR)
+        logger.setLevel(logging.INFO if logger is EVENTS else logging.ERROR)

@@ -63,6 +63,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=HEADER_TIMEOUT_SECONDS,
         help="seconds a request's line and headers may take to arrive (default: %(default)s)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            "threads that decode and predict large requests (over 1 MiB), N at a time (default: "
+            "the container's CPU limit, rounded up, else the CPUs this process may run on)"
+        ),
+    )
     parser.add_argument("--no-access-log", action="store_true", help="no JSON line per request on stderr")
 
 
@@ -74,8 +84,8 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--grpc-port {args.grpc_port} is not a port number (1 to 65535, or 0 for no gRPC)")
     if args.grpc_port and args.grpc_port == args.port:
         parser.error(f"--grpc-port {args.grpc_port} is --port too; give gRPC a port of its own (or 0 for none)")
-    for name in ("max_body_bytes", "max_rows", "max_concurrency"):
-        if getattr(args, name) < 1:
+    for name in ("max_body_bytes", "max_rows", "max_concurrency", "workers"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     for name in ("read_timeout", "header_timeout"):
         if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):

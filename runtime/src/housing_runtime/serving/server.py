@@ -19,9 +19,11 @@ shutdown.
   its body within the read timeout (else a 408, and the connection closed).
 - Every answer carries the request's X-Request-ID (the client's, or a new one), which the
   access-log line tells with the trace id of a W3C traceparent.
-- Large requests are decoded and predicted off the event loop, a few at a time (probes stay
-  answered, and memory stays bounded by LARGE_AT_ONCE bodies); small ones inline, which is
-  faster than a thread hop.
+- Large requests are decoded and predicted off the event loop, --workers at a time (by default
+  the container's CPU limit: probes stay answered, and memory stays bounded by that many
+  bodies); small ones inline, which is faster than a thread hop.
+- Once the models are loaded, one JSON line ("ready") tells which ones (all those in the
+  folder: a folder with one model serves that one) and the ports and workers.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from starlette.responses import Response
 from housing_runtime import config
 from housing_runtime.errors import UserError
 from housing_runtime.serving.correlation import request_id_or_new, trace_id
+from housing_runtime.serving.cpus import available_cpus
 from housing_runtime.serving.dataplane import DataPlane
 from housing_runtime.serving.errors import (
     InvalidRequest,
@@ -63,7 +66,8 @@ from housing_runtime.serving.rest_codec import byte_count
 
 # After a shutdown signal, a body still arriving gets this long (within SHUTDOWN_SECONDS).
 STOP_BODY_SECONDS = 5.0
-# Bodies over this many bytes are large: read and handled LARGE_AT_ONCE at a time, in a thread.
+# Bodies over this many bytes are large: read and handled --workers at a time, in a thread
+# (LARGE_AT_ONCE where the App is made without the option, as in tests).
 LARGE_BODY_BYTES = 1 << 20
 LARGE_AT_ONCE = 2
 KEEP_ALIVE_SECONDS = 5
@@ -168,6 +172,7 @@ class App:
         read_timeout: float = READ_TIMEOUT_SECONDS,
         log: bool = True,
         max_concurrency: int = MAX_CONCURRENCY,
+        workers: int = LARGE_AT_ONCE,
     ):
         self.protocol, self.metrics, self.max_body, self.read_timeout, self.log = (
             protocol,
@@ -178,7 +183,7 @@ class App:
         )
         self.max_concurrency = max_concurrency
         self.active = 0  # requests admitted and not yet answered
-        self.large = asyncio.Semaphore(LARGE_AT_ONCE)
+        self.large = asyncio.Semaphore(workers)
         self.stopping, self.stopped_at = False, 0.0  # set by begin_stop, from a shutdown signal
         self.reading: set[asyncio.Timeout] = set()  # the deadlines of the bodies being read
 
@@ -321,8 +326,12 @@ def main(args: argparse.Namespace) -> int:
             max_connections=CONNECTIONS_PER_REQUEST * args.max_concurrency,
             log=not args.no_access_log,
         )
-    loader = Loader(args.artifacts or config.artifacts_dir(), not args.no_verify_manifest, protocol, grpc)
-    app = App(protocol, metrics, args.max_body_bytes, args.read_timeout, not args.no_access_log, args.max_concurrency)
+    workers = args.workers or available_cpus()
+    announce = {"port": args.port, "grpc_port": args.grpc_port, "workers": workers}
+    loader = Loader(args.artifacts or config.artifacts_dir(), not args.no_verify_manifest, protocol, grpc, announce)
+    app = App(
+        protocol, metrics, args.max_body_bytes, args.read_timeout, not args.no_access_log, args.max_concurrency, workers
+    )
     # Within the grace period, a body still arriving has been refused already (503).
     grace = max(SHUTDOWN_SECONDS - 1, 1)
     server = Server(
@@ -352,7 +361,7 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, server.handle_exit)  # uvicorn leaves SIGHUP alone: the same graceful stop
     log_server_events()
     listening = listen(args.host, args.port)  # here, not in uvicorn: its own failure is a log line and exit 3
-    loader.server = server
+    loader.server, server.loader = server, loader
     loader.start()
     try:
         server.run(sockets=[listening])
