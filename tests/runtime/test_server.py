@@ -73,7 +73,7 @@ def art(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(art):
-    process, port = start_server(art, "--max-rows", "5000")
+    process, port = start_server(art, "--max-rows", "5000", "--workers", "2")  # two large-body slots
     yield port
     stop(process)
 
