@@ -26,7 +26,7 @@ def cgroup_v1(tmp_path, quota: int, period: int = 100000):
 
 @pytest.mark.parametrize("text,expected", [("max 100000", None), ("150000 100000", 1.5), ("50000 100000", 0.5)])
 def test_cgroup_v2_quota(tmp_path, text, expected):
-    assert cpus.quota_cpus(cgroup_v2(tmp_path, text)) == expected
+    assert cpus.quota_cpus(cgroup_v2(tmp_path, text), own="/") == expected
 
 
 @pytest.mark.parametrize("quota,expected", [(-1, None), (200000, 2.0), (25000, 0.25)])
@@ -41,12 +41,32 @@ def test_no_cgroup_files_is_no_limit(tmp_path):
 
 def test_a_fraction_of_a_cpu_rounds_up_as_the_downward_api_does(tmp_path):
     """500m is one worker, as Kubernetes' resourceFieldRef limits.cpu gives 1 for it."""
-    assert cpus.available_cpus(cgroup_v2(tmp_path, "50000 100000")) == 1
+    assert cpus.available_cpus(cgroup_v2(tmp_path, "50000 100000"), own="/") == 1
 
 
 def test_the_limit_never_exceeds_the_cpus_the_process_may_run_on(tmp_path):
-    assert cpus.available_cpus(cgroup_v2(tmp_path, f"{(RUNNABLE + 3) * 100000} 100000")) == RUNNABLE
+    assert cpus.available_cpus(cgroup_v2(tmp_path, f"{(RUNNABLE + 3) * 100000} 100000"), own="/") == RUNNABLE
 
 
 def test_an_unreadable_quota_is_no_limit(tmp_path):
-    assert cpus.quota_cpus(cgroup_v2(tmp_path, "garbage")) is None
+    assert cpus.quota_cpus(cgroup_v2(tmp_path, "garbage"), own="/") is None
+
+
+def test_a_nested_cgroup_takes_the_smallest_quota_up_to_the_root(tmp_path):
+    """On a host, or a container sharing the host's cgroup namespace, the process sits deeper
+    than the root: its own limit and its parents' all bind, so the smallest wins."""
+    cgroup_v2(tmp_path, "max 100000")
+    (tmp_path / "cgroup.controllers").write_text("cpu\n")
+    slice_ = tmp_path / "app.slice"
+    (slice_ / "serve.scope").mkdir(parents=True)
+    (slice_ / "cpu.max").write_text("150000 100000\n")
+    (slice_ / "serve.scope" / "cpu.max").write_text("max 100000\n")
+    assert cpus.quota_cpus(tmp_path, own="/app.slice/serve.scope") == 1.5
+    assert cpus.available_cpus(tmp_path, own="/app.slice/serve.scope") == min(2, RUNNABLE)
+
+
+def test_the_own_cgroup_is_read_from_proc(tmp_path):
+    proc = tmp_path / "cgroup"
+    proc.write_text("1:cpu:/\n0::/app.slice/serve.scope\n")
+    assert cpus.own_cgroup(proc) == "/app.slice/serve.scope"
+    assert cpus.own_cgroup(tmp_path / "absent") == "/"

@@ -38,7 +38,10 @@ def manifest_entry(manifest_path: Path, name: str, can_skip: bool = True) -> dic
         raise invalid
     entry = entries.get(name)
     if entry is None:
-        raise UserError(f"{shown(name)} is not listed in {shown(str(manifest_path))}; rebuild with `make all`")
+        raise UserError(
+            f"{shown(name)} is not listed in {shown(str(manifest_path))}: keep the manifest that `make all` "
+            "wrote with these models beside them (or rebuild with `make all`)"
+        )
     if not (
         isinstance(entry, dict)
         and isinstance(entry.get("sha256"), str)

@@ -15,6 +15,7 @@ metrics and shutdown.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 
 import grpc
@@ -38,6 +39,8 @@ DRAIN_POLL_SECONDS = 0.01
 REFUSING_SECONDS = 1.0
 QUIET_SECONDS = 0.5
 LAST_CALLS_SECONDS = 0.5
+# The loader waits this long at most for health to turn SERVING (the event loop's own work).
+SERVING_WAIT_SECONDS = 5.0
 
 
 def health_handlers(servicer: health.aio.HealthServicer) -> grpc.GenericRpcHandler:
@@ -144,13 +147,18 @@ class GrpcFrontEnd:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     def serving_threadsafe(self) -> None:
-        """``serving``, from the loader's thread."""
+        """``serving``, from the loader's thread, waited for: the "ready" line it then writes
+        must not come before health says SERVING."""
         if self.loop is None:  # not started: ``start`` sees the models loaded
             return
         try:
-            asyncio.run_coroutine_threadsafe(self.serving(), self.loop)
+            done = asyncio.run_coroutine_threadsafe(self.serving(), self.loop)
         except RuntimeError:  # the loop has closed: the server stopped before the models loaded
-            pass
+            return
+        try:
+            done.result(timeout=SERVING_WAIT_SECONDS)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            pass  # the loop stopped meanwhile: the server is going away
 
     def begin_stop(self, grace: float) -> None:
         """From a shutdown signal: health NOT_SERVING and new inferences refused UNAVAILABLE (the

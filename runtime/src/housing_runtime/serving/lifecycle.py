@@ -142,6 +142,7 @@ class Loader(threading.Thread):
     def tell_ready(self) -> None:
         """Once the models are loaded and the ports open: the one "ready" line an operator
         reads, with which models this folder gave and the server's sizing. Holds ``lock``."""
-        if self.models is not None and self.ports_open:
+        stopping = self.server is not None and self.server.should_exit  # a signal came while loading
+        if self.models is not None and self.ports_open and not stopping:
             fields = {"models": self.models, "artifacts": str(self.artifacts), **self.announce}
             EVENTS.info("ready", extra={"fields": fields})
