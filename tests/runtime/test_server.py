@@ -24,6 +24,7 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
 
+import helpers
 from helpers import california_like_rows, write_synthetic_artifacts
 from housing_runtime.errors import UserError
 from pipeline import config
@@ -318,6 +319,10 @@ def test_a_folder_with_one_model_serves_that_model_and_says_so(tmp_path):
     lines = [json.loads(line) for line in process.stderr.read().decode().splitlines()]
     (ready,) = [line for line in lines if line.get("message") == "ready"]
     assert ready["models"] == ["uint8"] and ready["workers"] == 3 and ready["artifacts"] == str(art)
+    # The deploy page shows this line for a one-model /mnt/models: the same fields, but the time.
+    page = (helpers.REPO / "docs" / "deploy.md").read_text()
+    shown = json.loads(next(line for line in page.splitlines() if '"message": "ready"' in line))
+    assert set(shown) == set(ready) - {"time"} and shown["models"] == ready["models"]
 
 
 @pytest.mark.parametrize(
