@@ -188,18 +188,19 @@ COMPAT_RUNTIMES := $(foreach e,$(COMPAT_ORT_ENVS),onnxruntime:$(COMPAT_DIR)/$(e)
 COMPAT_STAMPS := $(foreach e,$(COMPAT_PY_ENVS) node,$(COMPAT_DIR)/$(e)/.installed)
 # make triton-repo: a Triton model repository, a folder per variant holding config.pbtxt and
 # 1/model.onnx. pipeline.deploy.triton swaps the folder in whole, so these files are one target.
-TRITON_REPO  := $(A)/triton
+TRITON_REPO  := $(call art,triton_repo)
 TRITON_FILES := $(foreach v,float dequant uint8,$(TRITON_REPO)/$(v)/config.pbtxt $(TRITON_REPO)/$(v)/1/model.onnx)
 # make k8s-check: every folder below deploy/kubernetes holding a kustomization is an overlay (found,
-# never listed), rendered to $(A)/kubernetes/NAME.yaml and NAME.json, NAME its path joined with '-'
+# never listed), rendered to $(K8S_RENDERS)/NAME.yaml and NAME.json, NAME its path joined with '-'
 # (base, overlays-kserve), as pipeline.deploy.kubernetes_check names it (a test checks they agree).
 # check.json is written once every object passed. The inputs are every file below deploy/kubernetes,
 # KServe's vendored CRDs (deploy/kubernetes/schemas) included.
 K8S_MANIFESTS := deploy/kubernetes
 K8S_INPUTS    := $(shell find $(K8S_MANIFESTS) -type f 2>/dev/null)
 K8S_OVERLAYS  := $(patsubst $(K8S_MANIFESTS)/%/,%,$(dir $(filter %/kustomization.yaml %/kustomization.yml %/Kustomization,$(K8S_INPUTS))))
-K8S_RENDERED  := $(foreach n,$(subst /,-,$(K8S_OVERLAYS)),$(A)/kubernetes/$(n).yaml $(A)/kubernetes/$(n).json)
-K8S_REPORT    := $(A)/kubernetes/check.json
+K8S_RENDERS   := $(call art,kubernetes_renders)
+K8S_RENDERED  := $(foreach n,$(subst /,-,$(K8S_OVERLAYS)),$(K8S_RENDERS)/$(n).yaml $(K8S_RENDERS)/$(n).json)
+K8S_REPORT    := $(K8S_RENDERS)/check.json
 # The image ships these artifacts (see Dockerfile).
 IMAGE_ARTIFACTS := $(ONNX_MODELS) $(MANIFEST) $(SAMPLE)
 # The image's wheels, a folder per architecture (runtime.txt and build.txt pin what it holds),
@@ -344,7 +345,7 @@ docker-context: $(CONTEXT_STAMP)
 # (tests/deploy/test_manifests_in_docker.py), read from make k8s-check's checked renders.
 docker: $(IMAGE_STAMP) $(VENV)/.test-installed $(GRPC_CLIENT_VENV)/.installed $(K8S_REPORT)
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) PLATFORM=$(PLATFORM) HOUSING_REQUIRE_DOCKER=1 \
-	  HOUSING_GRPC_CLIENT=$(GRPC_CLIENT_VENV)/bin/python HOUSING_RENDERED_MANIFESTS=$(A)/kubernetes \
+	  HOUSING_GRPC_CLIENT=$(GRPC_CLIENT_VENV)/bin/python HOUSING_RENDERED_MANIFESTS=$(K8S_RENDERS) \
 	  $(PY) -m pytest -ra --strict-markers -m container tests/test_container.py tests/test_docker_build.py \
 	  tests/deploy/test_manifests_in_docker.py $(if $(EMULATED),-k smoke) $(PYTEST_ARGS)
 
@@ -554,7 +555,7 @@ $(TRITON_FILES) &: $(ONNX_MODELS) $(MANIFEST) $(TRITON_PY)
 # Runs in .venv-k8s (kubectl, kubernetes-validate, jsonschema); a render failure writes nothing.
 $(K8S_RENDERED) $(K8S_REPORT) &: $(K8S_INPUTS) $(K8S_CHECK_PY) $(K8S_VENV)/.installed
 	PYTHONPATH=.:runtime/src $(K8S_VENV)/bin/python -m pipeline.deploy.kubernetes_check \
-	  --manifests $(K8S_MANIFESTS) --kubectl $(K8S_VENV)/bin/kubectl --output $(A)/kubernetes
+	  --manifests $(K8S_MANIFESTS) --kubectl $(K8S_VENV)/bin/kubectl --output $(K8S_RENDERS)
 
 # matplotlib draws the plot: a test requirement (requirements-test.txt), never in the image.
 $(SWEEP_JSON) $(SWEEP_MD) $(SWEEP_PNG) &: $(SPLIT) $(MODEL) $(SWEEP_PY) $(VENV)/.test-installed

@@ -56,6 +56,10 @@ ARTIFACT_NAMES: dict[str, str] = {
     "sweep_json": "sweep.json",
     "sweep_md": "sweep.md",
     "sweep_png": "sweep.png",
+    # Folders the deployment targets write: make triton-repo, make k8s-check, make mlflow.
+    "triton_repo": "triton",
+    "kubernetes_renders": "kubernetes",
+    "mlflow_store": "mlflow",
 }
 __all__ = [
     "ALLOWED_BITS",

@@ -44,7 +44,7 @@ EXPERIMENT = "california-housing"
 ALIAS = "current"
 SHA_TAG = "sha256"
 # The embedded store: <artifacts>/mlflow/mlflow.db and <artifacts>/mlflow/artifacts/.
-STORE_FOLDER = "mlflow"
+STORE_FOLDER = ARTIFACT_NAMES["mlflow_store"]
 # Fail fast on a store that is down: MLflow's defaults retry for minutes (7 retries, backoff
 # factor 2, a 120 s timeout per request). A user's own settings win.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}

@@ -24,6 +24,7 @@ import pytest
 from helpers import REPO
 from housing_runtime import config
 from housing_runtime.serving.server import SHUTDOWN_SECONDS
+from pipeline.config import ARTIFACT_NAMES
 from pod_as_docker import (
     declared_ports,
     docker_run_args,
@@ -36,7 +37,7 @@ from pod_as_docker import (
 
 pytestmark = pytest.mark.container
 IMAGE = os.environ.get("IMAGE", "housing-runtime:latest")
-RENDERED = Path(os.environ.get("HOUSING_RENDERED_MANIFESTS", REPO / "artifacts" / "kubernetes"))
+RENDERED = Path(os.environ.get("HOUSING_RENDERED_MANIFESTS", REPO / "artifacts" / ARTIFACT_NAMES["kubernetes_renders"]))
 # A sample row of the eight features, in the model's order.
 ROW = [8.3252, 41.0, 6.98, 1.02, 322.0, 2.55, 37.88, -122.23]
 
