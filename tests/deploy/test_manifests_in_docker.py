@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 
 from helpers import REPO
 from housing_runtime import config
+from housing_runtime.serving.options import MAX_BODY_BYTES, MAX_ROWS
 from housing_runtime.serving.server import SHUTDOWN_SECONDS
 from pipeline.config import ARTIFACT_NAMES
 from pod_as_docker import (
@@ -159,6 +161,54 @@ def test_the_deployment_runs_probes_serves_and_stops_within_its_grace_period():
         # period is sized on.
         assert took < SHUTDOWN_SECONDS + 2, f"the server took {took:.1f} s to stop"
         assert SHUTDOWN_SECONDS + pre_stop < grace
+    finally:
+        docker("rm", "-f", name)
+
+
+def largest_json_request(max_rows: int, max_bytes: int) -> bytes:
+    """The V2 JSON request that costs the server the most memory within its limits: as many rows
+    as --max-rows allows, each as short as a plausible row gets (memory grows with the values
+    parsed, not with their text), as long as the body stays within --max-body-bytes."""
+    row = [8.3, 41.0, 7.0, 1.0, 322.0, 2.6, 37.9, -122.2]
+    rows = min(max_rows, (max_bytes - 200) // (len(json.dumps(row)) + 2))
+    body = json.dumps({"inputs": [{"name": "input", "shape": [rows, 8], "datatype": "FP32", "data": [row] * rows}]})
+    assert len(body) <= max_bytes
+    return body.encode()
+
+
+def test_the_deployments_memory_limit_holds_a_full_size_request_on_every_worker():
+    """--workers large requests are parsed and predicted at once: with each the costliest the
+    server accepts (its default --max-rows and --max-body-bytes, which the Deployment keeps),
+    all are answered 200 within the pod's memory limit, and the container is not OOM-killed."""
+    deployment = only(read_rendered(RENDERED, "base"), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert not any(arg.startswith(("--max-body-bytes", "--max-rows")) for arg in container["args"])
+    workers = int(environment(container)["CPU_LIMIT"])
+    body = largest_json_request(MAX_ROWS, MAX_BODY_BYTES)
+    name = start(pod, container)
+    statuses: list[int] = []
+
+    def send() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", 8080, timeout=120)
+        try:
+            conn.request("POST", "/v2/models/uint8/infer", body, {"Content-Type": "application/json"})
+            statuses.append(conn.getresponse().status)
+        except OSError:
+            statuses.append(0)
+        finally:
+            conn.close()
+
+    try:
+        wait_for_probe(container["startupProbe"], lambda: running(name))
+        senders = [threading.Thread(target=send) for _ in range(workers)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(timeout=150)
+        state = json.loads(docker("inspect", "--format", "{{json .State}}", name).stdout)
+        assert not state["OOMKilled"] and state["Running"], state
+        assert statuses == [200] * workers
     finally:
         docker("rm", "-f", name)
 
