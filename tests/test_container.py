@@ -21,6 +21,7 @@ import onnxruntime as ort
 import pytest
 
 import housing_runtime
+from helpers import require_image
 from pipeline import config
 
 pytestmark = pytest.mark.container
@@ -57,20 +58,7 @@ def docker(*args, stdin: bytes | None = None, timeout: int = 120) -> subprocess.
 
 @pytest.fixture(scope="module", autouse=True)
 def image(tmp_path_factory):
-    required = os.environ.get("HOUSING_REQUIRE_DOCKER") == "1"
-    try:
-        reachable = docker("info", timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        reachable = False
-    reason = None
-    if not reachable:
-        reason = "no Docker engine reachable (start one or set DOCKER_HOST; `make docker` builds and tests the image)"
-    elif docker("image", "inspect", IMAGE).returncode != 0:
-        reason = f"image {IMAGE} not built; run `make docker`"
-    if reason:
-        if required:
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_image(IMAGE)
     host = {"arm64": "aarch64", "amd64": "x86_64"}.get(platform.machine(), platform.machine())
     machine = MACHINES.get(PLATFORM, host)
     if machine == "aarch64" and machine != host:

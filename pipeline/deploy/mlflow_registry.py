@@ -207,7 +207,9 @@ def signature(mlflow: Any, output_name: str) -> Any:
     return mlflow.models.ModelSignature(inputs=inputs, outputs=types.Schema([types.ColSpec("float", output_name)]))
 
 
-def log_and_register(mlflow: Any, client: Any, candidate: Candidate, artifacts: Path, experiment: str) -> Any:
+def log_and_register(
+    mlflow: Any, client: Any, candidate: Candidate, artifacts: Path, experiment: str, example: Any
+) -> Any:
     """A run holding the params, metrics, reports and the model; then its version, tagged."""
     import onnx
 
@@ -225,7 +227,7 @@ def log_and_register(mlflow: Any, client: Any, candidate: Candidate, artifacts: 
             model,
             name=candidate.name,
             signature=signature(mlflow, model.graph.output[0].name),
-            input_example=input_example(artifacts),
+            input_example=example,
             pip_requirements=[f"{name}=={version}" for name, version in versions.items()],
             onnx_execution_providers=PROVIDERS,
             onnx_session_options=SESSION_OPTIONS,
@@ -240,6 +242,7 @@ def log_and_register(mlflow: Any, client: Any, candidate: Candidate, artifacts: 
 def register(artifacts: Path) -> list[tuple[Candidate, str, bool]]:
     """Each model's (candidate, version, newly registered), with the alias set to that version."""
     models = candidates(artifacts)  # every check before the store is touched
+    example = input_example(artifacts)  # the sample too, read once for every model
     tracking, registry, location = store_uris(artifacts)
     mlflow = load_mlflow()
     client = connect(mlflow, tracking, registry)
@@ -249,7 +252,8 @@ def register(artifacts: Path) -> list[tuple[Candidate, str, bool]]:
             version = existing_version(client, candidate)
             new = version is None
             if version is None:
-                version = log_and_register(mlflow, client, candidate, artifacts, experiment_id(client, location))
+                experiment = experiment_id(client, location)
+                version = log_and_register(mlflow, client, candidate, artifacts, experiment, example)
             client.set_registered_model_alias(candidate.name, ALIAS, version.version)
             done.append((candidate, str(version.version), new))
     except mlflow.exceptions.MlflowException as err:  # the store refused, or went away mid-way

@@ -184,7 +184,7 @@ def swap_in(tmp: Path, output: Path) -> None:
 
 
 def write_repository(output: Path, files: dict[str, bytes]) -> None:
-    check_ours(output)
+    """``files`` as the repository at ``output``; the caller has checked that it may replace it."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=nearest_existing_folder(output)))
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; Triton may run as another user

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, require_image
 from housing_runtime import config
 from housing_runtime.serving.options import MAX_BODY_BYTES, MAX_ROWS
 from housing_runtime.serving.server import SHUTDOWN_SECONDS
@@ -50,14 +50,7 @@ def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module", autouse=True)
 def image():
-    reachable = docker("info", timeout=20).returncode == 0
-    reason = None if reachable else "no Docker engine reachable (`make docker` builds and tests the image)"
-    if reason is None and docker("image", "inspect", IMAGE).returncode != 0:
-        reason = f"image {IMAGE} not built; run `make docker`"
-    if reason:
-        if os.environ.get("HOUSING_REQUIRE_DOCKER") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_image(IMAGE)
 
 
 def only(objects: list[dict], kind: str) -> dict:
@@ -100,13 +93,22 @@ def infer(port: int, model: str) -> tuple[int, dict]:
         conn.close()
 
 
+def listened_ports(args: list[str]) -> set[int]:
+    """The ports `serve`'s args listen on (a runtime may serve a port it does not declare)."""
+    return {int(a.split("=", 1)[1]) for a in args if a.startswith(("--port=", "--grpc-port=")) and a[-1] != "="} - {0}
+
+
+def http_port(container: dict) -> int:
+    return next(p["containerPort"] for p in container["ports"] if p.get("name", "http") == "http")
+
+
 def start(pod: dict, container: dict, volumes: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> str:
     """The container, detached, as the pod runs it; its name."""
-    require_free(declared_ports(container) | {8081})
+    args = expanded_args(container, environment(container))
+    require_free(declared_ports(container) | listened_ports(args))
     name = f"housing-pod-{uuid.uuid4().hex[:12]}"
-    env = environment(container)
     options = docker_run_args(pod, container, volumes)
-    started = docker("run", "-d", "--name", name, *options, *extra, IMAGE, *expanded_args(container, env))
+    started = docker("run", "-d", "--name", name, *options, *extra, IMAGE, *args)
     assert started.returncode == 0, started.stderr
     return name
 
@@ -137,8 +139,7 @@ def test_the_deployment_runs_probes_serves_and_stops_within_its_grace_period():
         wait_for_probe(container["startupProbe"], lambda: running(name))
         assert probe_passes(container["readinessProbe"])
         assert probe_passes(container["livenessProbe"])
-        http_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
-        status, answer = infer(http_port, "uint8")
+        status, answer = infer(http_port(container), "uint8")
         assert status == 200, answer
         assert len(answer["outputs"][0]["data"]) == 1
         ready = ready_line(name)
@@ -190,7 +191,7 @@ def test_the_deployments_memory_limit_holds_a_full_size_request_on_every_worker(
     statuses: list[int] = []
 
     def send() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", 8080, timeout=120)
+        conn = http.client.HTTPConnection("127.0.0.1", http_port(container), timeout=120)
         try:
             conn.request("POST", "/v2/models/uint8/infer", body, {"Content-Type": "application/json"})
             statuses.append(conn.getresponse().status)
@@ -249,7 +250,7 @@ def test_the_serving_runtime_serves_the_folder_at_mnt_models(tmp_path, variants)
     try:
         wait_for_probe(container["readinessProbe"], lambda: running(name), seconds=60)
         assert probe_passes(container["livenessProbe"])
-        port = container["ports"][0]["containerPort"]
+        port = http_port(container)
         assert infer(port, "uint8")[0] == 200
         assert ready_line(name)["models"] == list(variants)
         for missing in set(config.MODEL_VARIANTS) - set(variants):

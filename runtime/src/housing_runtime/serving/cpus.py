@@ -1,5 +1,5 @@
 """How many CPUs the server may use: its container's CPU limit where it has one, else the CPUs
-it may run on. Standard library only (``options`` reads it before the server's stack loads).
+it may run on: the default of `serve --workers`. Standard library only.
 
 A container's limit is a CPU quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), not fewer
 CPUs: ``os.cpu_count()`` and the affinity mask still show the whole machine, so a server sized

@@ -66,10 +66,8 @@ from housing_runtime.serving.rest_codec import byte_count
 
 # After a shutdown signal, a body still arriving gets this long (within SHUTDOWN_SECONDS).
 STOP_BODY_SECONDS = 5.0
-# Bodies over this many bytes are large: read and handled --workers at a time, in a thread
-# (LARGE_AT_ONCE where the App is made without the option, as in tests).
+# Bodies over this many bytes are large: read and handled --workers at a time, in a thread.
 LARGE_BODY_BYTES = 1 << 20
-LARGE_AT_ONCE = 2
 KEEP_ALIVE_SECONDS = 5
 SHUTDOWN_SECONDS = 10
 ENCODINGS = ("gzip", "deflate")
@@ -172,7 +170,7 @@ class App:
         read_timeout: float = READ_TIMEOUT_SECONDS,
         log: bool = True,
         max_concurrency: int = MAX_CONCURRENCY,
-        workers: int = LARGE_AT_ONCE,
+        workers: int | None = None,  # None: the CPUs this process may use (``cpus``)
     ):
         self.protocol, self.metrics, self.max_body, self.read_timeout, self.log = (
             protocol,
@@ -183,7 +181,7 @@ class App:
         )
         self.max_concurrency = max_concurrency
         self.active = 0  # requests admitted and not yet answered
-        self.large = asyncio.Semaphore(workers)
+        self.large = asyncio.Semaphore(workers or available_cpus())
         self.stopping, self.stopped_at = False, 0.0  # set by begin_stop, from a shutdown signal
         self.reading: set[asyncio.Timeout] = set()  # the deadlines of the bodies being read
 
